@@ -1,0 +1,72 @@
+// Accounts: creation (with the per-currency system accounts it needs) and reads.
+import type pg from 'pg';
+import type { SystemName } from '../ledger/plan';
+import { isUuid } from '../transfers/transfers.repository';
+
+export type Account = {
+  id: string;
+  holder: string;
+  currency: string;
+  status: 'open' | 'closed';
+  overdraftLimit: bigint;
+  balance: bigint;
+  createdAt: Date;
+};
+
+const SYSTEM_NAMES: readonly SystemName[] = ['settlement', 'in_transit', 'interest'];
+
+type AccountRow = {
+  id: string;
+  holder: string;
+  currency: string;
+  status: 'open' | 'closed';
+  overdraft_limit: string;
+  balance: string;
+  created_at: Date;
+};
+const ACCOUNT_COLUMNS = 'id, holder, currency, status, overdraft_limit, balance, created_at';
+
+function toAccount(r: AccountRow): Account {
+  return {
+    id: r.id,
+    holder: r.holder,
+    currency: r.currency,
+    status: r.status,
+    overdraftLimit: BigInt(r.overdraft_limit),
+    balance: BigInt(r.balance),
+    createdAt: r.created_at,
+  };
+}
+
+/**
+ * A new currency brings its system accounts into being here, off the hot path, so a worker
+ * never has to create one while applying a batch.
+ */
+export async function createAccount(
+  pool: pg.Pool,
+  input: { holder: string; currency: string; overdraftLimit: bigint },
+): Promise<Account> {
+  await pool.query(
+    `INSERT INTO accounts (holder, currency, kind, system_name)
+     SELECT 'system:' || n, $1, 'system', n FROM unnest($2::text[]) AS n
+     ON CONFLICT (system_name, currency) WHERE system_name IS NOT NULL DO NOTHING`,
+    [input.currency, SYSTEM_NAMES],
+  );
+  const res = await pool.query<AccountRow>(
+    `INSERT INTO accounts (holder, currency, overdraft_limit) VALUES ($1, $2, $3)
+     RETURNING ${ACCOUNT_COLUMNS}`,
+    [input.holder, input.currency, input.overdraftLimit.toString()],
+  );
+  return toAccount(res.rows[0]!);
+}
+
+/** Customer accounts only: system accounts are not addressable from outside. */
+export async function getAccount(pool: pg.Pool, id: string): Promise<Account | undefined> {
+  if (!isUuid(id)) return undefined;
+  const res = await pool.query<AccountRow>(
+    `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 AND kind = 'customer'`,
+    [id],
+  );
+  const row = res.rows[0];
+  return row ? toAccount(row) : undefined;
+}

@@ -1,0 +1,82 @@
+// Start-up checks: PostgreSQL and Redis answer, or one clear line says which did not and how to start it.
+import { Redis } from 'ioredis';
+import pg from 'pg';
+
+const CONNECT_TIMEOUT_MS = 3_000;
+
+export class PreflightError extends Error {
+  override name = 'PreflightError';
+}
+
+function redact(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = '***';
+  return u.toString();
+}
+
+/** Connects to the server's `postgres` database, so a missing application database is fine here. */
+export async function checkPostgres(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl);
+  url.pathname = '/postgres';
+  const client = new pg.Client({
+    connectionString: url.toString(),
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+  });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+  } catch (err) {
+    throw new PreflightError(
+      `PostgreSQL is not reachable at ${redact(databaseUrl)} (${(err as Error).message}); ` +
+        `start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`,
+    );
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+/** Returns warnings about settings that cost latency (never money) when Redis loses data. */
+export async function checkRedis(redisUrl: string): Promise<string[]> {
+  const redis = new Redis(redisUrl, {
+    lazyConnect: true,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    maxRetriesPerRequest: 0,
+    enableOfflineQueue: false,
+    retryStrategy: () => null,
+  });
+  redis.on('error', () => {});
+  try {
+    await redis.connect();
+    const warnings: string[] = [];
+    const policy = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    if (policy[1] !== 'noeviction') {
+      warnings.push(
+        `Redis maxmemory-policy is ${policy[1]}, not noeviction: evicted jobs wait for the sweep`,
+      );
+    }
+    const aof = (await redis.config('GET', 'appendonly')) as string[];
+    if (aof[1] !== 'yes') {
+      warnings.push(
+        'Redis runs without AOF (appendonly no): after a Redis restart the sweep re-drives ' +
+          'pending transfers from PostgreSQL, which costs latency, never money',
+      );
+    }
+    return warnings;
+  } catch (err) {
+    throw new PreflightError(
+      `Redis is not reachable at ${redact(redisUrl)} (${(err as Error).message}); start it with: ` +
+        `redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no`,
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** Runs a CLI main: a PreflightError is one line on stderr and exit code 1, not a stack trace. */
+export function runMain(main: () => Promise<void>): void {
+  main().catch((err: unknown) => {
+    if (err instanceof PreflightError) console.error(`ledgerline: ${err.message}`);
+    else console.error(err);
+    process.exit(1);
+  });
+}

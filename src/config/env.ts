@@ -1,0 +1,50 @@
+// Parses the process environment once, with the defaults the design names.
+import { z } from 'zod';
+import { AMOUNT_MINOR_MAX_DEFAULT, PARTITIONS_MAX } from './limits';
+
+const EnvSchema = z.object({
+  DATABASE_URL: z.string().url().default('postgres://root@127.0.0.1:5432/ledgerline'),
+  REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  ADMIN_API_KEY: z.string().min(16).optional(),
+  PARTITIONS: z.coerce.number().int().min(1).max(PARTITIONS_MAX).default(16),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - only')
+    .default('ledgerline'),
+  MAX_AMOUNT: z
+    .string()
+    .regex(/^[1-9][0-9]{0,17}$/)
+    .transform((s) => BigInt(s))
+    .default(AMOUNT_MINOR_MAX_DEFAULT),
+});
+
+export type Config = {
+  databaseUrl: string;
+  redisUrl: string;
+  port: number;
+  adminApiKey: string | undefined;
+  partitions: number;
+  queuePrefix: string;
+  amountMinorMax: bigint;
+};
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = EnvSchema.safeParse(
+    Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')),
+  );
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new Error(`invalid environment: ${lines.join('; ')}`);
+  }
+  const e = parsed.data;
+  return {
+    databaseUrl: e.DATABASE_URL,
+    redisUrl: e.REDIS_URL,
+    port: e.PORT,
+    adminApiKey: e.ADMIN_API_KEY,
+    partitions: e.PARTITIONS,
+    queuePrefix: e.QUEUE_PREFIX,
+    amountMinorMax: e.MAX_AMOUNT,
+  };
+}

@@ -1,0 +1,52 @@
+// Every bound in the system, in one place, with its unit in its name.
+
+/** Largest amount of one money movement, in minor units (overridable by MAX_AMOUNT). */
+export const AMOUNT_MINOR_MAX_DEFAULT = 1_000_000_000_000n;
+/** JSON integers above this lose precision in JavaScript numbers. */
+export const JSON_SAFE_INTEGER_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+export const IDEMPOTENCY_KEY_LENGTH_MAX = 255;
+/** How long an idempotency key is honoured; rows are kept forever, so this is a floor. */
+export const IDEMPOTENCY_KEY_RETENTION_HOURS_MIN = 24;
+export const BODY_BYTES_MAX = 16 * 1024;
+export const WAIT_SECONDS_MAX = 30;
+export const PAGE_SIZE_MAX = 200;
+export const PAGE_SIZE_DEFAULT = 50;
+export const HOLDER_LENGTH_MAX = 200;
+export const DESCRIPTION_LENGTH_MAX = 500;
+
+/** Intake coalescing: requests that arrive in one tick share one INSERT and one addBulk. */
+export const SUBMIT_BATCH_MAX = 500;
+export const SUBMIT_FLUSHES_IN_FLIGHT_MAX = 4;
+
+/** Worker: legs applied in one PostgreSQL transaction, and jobs fetched ahead per partition. */
+export const APPLY_BATCH_MAX = 256;
+export const PREFETCH_JOBS_MAX = APPLY_BATCH_MAX;
+/** Transient failures of one batch transaction are retried this often before BullMQ's attempts. */
+export const APPLY_RETRIES_MAX = 5;
+export const APPLY_RETRY_BACKOFF_MS_BASE = 50;
+export const APPLY_RETRY_BACKOFF_MS_MAX = 2_000;
+
+/** Partition ownership. A dead owner's partitions move within LEASE_MS plus one claim interval. */
+export const LEASE_MS = 5_000;
+export const LEASE_RENEW_INTERVAL_MS = 1_000;
+export const CLAIM_INTERVAL_MS = 1_000;
+/** A worker process that has not heartbeated for this long no longer counts towards the share. */
+export const WORKER_HEARTBEAT_STALE_MS = 10_000;
+
+/** The outbox sweep: transfers untouched for SWEEP_AFTER_MS are re-enqueued, SWEEP_BATCH_MAX at a time. */
+export const SWEEP_AFTER_MS = 10_000;
+export const SWEEP_INTERVAL_MS = 5_000;
+export const SWEEP_BATCH_MAX = 1_000;
+
+/** BullMQ job options: only infrastructure failures are retried. */
+export const JOB_ATTEMPTS_MAX = 8;
+export const JOB_BACKOFF_MS_BASE = 200;
+export const JOB_COMPLETED_KEEP_COUNT = 1_000;
+export const JOB_FAILED_KEEP_COUNT = 10_000;
+export const QUEUE_BACKLOG_ALARM_JOBS = 100_000;
+
+/** PostgreSQL. */
+export const STATEMENT_TIMEOUT_MS = 10_000;
+export const POOL_SIZE_MAX = 10;
+export const PARTITIONS_MAX = 1024;

@@ -1,0 +1,34 @@
+// PostgreSQL connections: one pg pool per process, drizzle on top of it for the non-hot paths.
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import pg from 'pg';
+import { POOL_SIZE_MAX, STATEMENT_TIMEOUT_MS } from '../config/limits';
+import * as schema from './schema';
+
+export type Db = NodePgDatabase<typeof schema>;
+
+export function createPool(databaseUrl: string, poolSizeMax = POOL_SIZE_MAX): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: poolSizeMax,
+    // Every statement is bounded; a stuck query is an infrastructure failure, retried elsewhere.
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    connectionTimeoutMillis: STATEMENT_TIMEOUT_MS,
+  });
+  // An idle client losing its connection must not crash the process; the next query reconnects.
+  pool.on('error', (err) => console.error(`postgres pool: ${err.message}`));
+  return pool;
+}
+
+export function createDb(pool: pg.Pool): Db {
+  return drizzle(pool, { schema });
+}
+
+/**
+ * SQLSTATE classes that mean the code is wrong, not the infrastructure: data exceptions (22),
+ * integrity violations (23: a CHECK or UNIQUE caught a bug) and syntax or access rules (42).
+ * Such an error is never retried; every other failure of a statement is.
+ */
+export function isProgrammerPgError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(22|23|42)/.test(code);
+}

@@ -1,0 +1,202 @@
+// The PostgreSQL schema. Migrations in drizzle/ are generated from this file, never edited by hand.
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  char,
+  check,
+  index,
+  integer,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  unique,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+
+const money = (name: string) => bigint(name, { mode: 'bigint' });
+const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
+
+/**
+ * Customer accounts and the system accounts (`settlement`, `in_transit`, `interest`, one each per
+ * currency). A customer balance row is written only by its partition's owner; a system account's
+ * money lives in `system_balances`, one row per partition, and its `balance` here stays 0.
+ */
+export const accounts = pgTable(
+  'accounts',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    holder: text('holder').notNull(),
+    currency: char('currency', { length: 3 }).notNull(),
+    kind: text('kind', { enum: ['customer', 'system'] })
+      .notNull()
+      .default('customer'),
+    systemName: text('system_name', { enum: ['settlement', 'in_transit', 'interest'] }),
+    status: text('status', { enum: ['open', 'closed'] })
+      .notNull()
+      .default('open'),
+    overdraftLimit: money('overdraft_limit').notNull().default(sql`0`),
+    balance: money('balance').notNull().default(sql`0`),
+    /** The per-account entry sequence: the `account_version` of the newest ledger entry. */
+    version: bigint('version', { mode: 'bigint' }).notNull().default(sql`0`),
+    createdAt: tstz('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    // Invariant 3: no balance below its overdraft limit, enforced as the last line of defence.
+    check('accounts_balance_floor', sql`${t.balance} >= -${t.overdraftLimit}`),
+    check('accounts_overdraft_nonnegative', sql`${t.overdraftLimit} >= 0`),
+    check('accounts_currency_iso', sql`${t.currency} ~ '^[A-Z]{3}$'`),
+    check(
+      'accounts_system_named',
+      sql`(${t.kind} = 'system') = (${t.systemName} IS NOT NULL)`,
+    ),
+    uniqueIndex('accounts_system_per_currency')
+      .on(t.systemName, t.currency)
+      .where(sql`${t.systemName} IS NOT NULL`),
+  ],
+);
+
+/** A system account's balance on one partition: only that partition's owner writes the row. */
+export const systemBalances = pgTable(
+  'system_balances',
+  {
+    accountId: uuid('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    partition: integer('partition').notNull(),
+    balance: money('balance').notNull().default(sql`0`),
+    version: bigint('version', { mode: 'bigint' }).notNull().default(sql`0`),
+  },
+  (t) => [primaryKey({ columns: [t.accountId, t.partition] })],
+);
+
+/**
+ * Transfers are the record of every accepted command and the outbox the sweep re-drives.
+ * No foreign keys to accounts: a key-share lock per intake insert on a hot account row would
+ * serialise the intake; the worker validates the accounts instead.
+ */
+export const transfers = pgTable(
+  'transfers',
+  {
+    id: uuid('id').primaryKey(),
+    type: text('type', {
+      enum: ['deposit', 'withdrawal', 'transfer', 'reversal', 'interest'],
+    }).notNull(),
+    fromAccountId: uuid('from_account_id'),
+    toAccountId: uuid('to_account_id'),
+    amount: money('amount').notNull(),
+    currency: char('currency', { length: 3 }).notNull(),
+    status: text('status', { enum: ['accepted', 'debited', 'completed', 'failed'] })
+      .notNull()
+      .default('accepted'),
+    failureCode: text('failure_code', {
+      enum: ['account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds'],
+    }),
+    description: text('description'),
+    requestHash: text('request_hash').notNull(),
+    idempotencyScope: text('idempotency_scope').notNull(),
+    idempotencyKey: text('idempotency_key'),
+    reversesTransferId: uuid('reverses_transfer_id'),
+    /** Where the debit (and refund) leg runs, and where the credit leg runs. */
+    srcPartition: integer('src_partition').notNull(),
+    dstPartition: integer('dst_partition').notNull(),
+    acceptedAt: tstz('accepted_at').notNull().defaultNow(),
+    debitedAt: tstz('debited_at'),
+    finishedAt: tstz('finished_at'),
+  },
+  (t) => [
+    check('transfers_amount_positive', sql`${t.amount} > 0`),
+    check(
+      'transfers_failed_has_code',
+      sql`(${t.status} <> 'failed') OR (${t.failureCode} IS NOT NULL)`,
+    ),
+    check('transfers_completed_no_code', sql`(${t.status} <> 'completed') OR (${t.failureCode} IS NULL)`),
+    unique('transfers_idempotency').on(t.idempotencyScope, t.idempotencyKey),
+    // The sweep's three questions, each answered by a small partial index.
+    index('transfers_sweep_accepted')
+      .on(t.srcPartition, t.acceptedAt)
+      .where(sql`${t.status} = 'accepted'`),
+    index('transfers_sweep_credit')
+      .on(t.dstPartition, t.debitedAt)
+      .where(sql`${t.status} = 'debited' AND ${t.failureCode} IS NULL`),
+    index('transfers_sweep_refund')
+      .on(t.srcPartition, t.debitedAt)
+      .where(sql`${t.status} = 'debited' AND ${t.failureCode} IS NOT NULL`),
+    index('transfers_reverses').on(t.reversesTransferId).where(sql`${t.reversesTransferId} IS NOT NULL`),
+  ],
+);
+
+/**
+ * Every leg that changed a transfer, in the order its partition applied it. The unique
+ * (transfer_id, leg) is what makes a redelivered leg impossible to apply twice.
+ */
+export const appliedLegs = pgTable(
+  'applied_legs',
+  {
+    partition: integer('partition').notNull(),
+    applySeq: bigint('apply_seq', { mode: 'bigint' }).notNull(),
+    transferId: uuid('transfer_id').notNull(),
+    leg: text('leg', { enum: ['debit', 'credit', 'refund'] }).notNull(),
+    /** `posted`, or the failure code the leg decided. */
+    outcome: text('outcome').notNull(),
+    epoch: bigint('epoch', { mode: 'bigint' }).notNull(),
+    appliedAt: tstz('applied_at').notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.partition, t.applySeq] }),
+    unique('applied_legs_once').on(t.transferId, t.leg),
+  ],
+);
+
+/** Append-only: never updated, never deleted. Each local transaction's entries sum to zero. */
+export const ledgerEntries = pgTable(
+  'ledger_entries',
+  {
+    id: bigserial('id', { mode: 'bigint' }).primaryKey(),
+    transferId: uuid('transfer_id').notNull(),
+    accountId: uuid('account_id').notNull(),
+    partition: integer('partition').notNull(),
+    leg: text('leg', { enum: ['debit', 'credit', 'refund'] }).notNull(),
+    amount: money('amount').notNull(),
+    balanceAfter: money('balance_after').notNull(),
+    /** Per-account (per sub-balance, for system accounts) sequence: 1, 2, 3… with no gaps. */
+    accountVersion: bigint('account_version', { mode: 'bigint' }).notNull(),
+    createdAt: tstz('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    unique('ledger_entries_once').on(t.transferId, t.accountId, t.leg),
+    // Also the keyset index for per-account history, newest first.
+    unique('ledger_entries_account_seq').on(t.accountId, t.partition, t.accountVersion),
+    check('ledger_entries_amount_nonzero', sql`${t.amount} <> 0`),
+  ],
+);
+
+/** Partition ownership: an expiring lease plus a fencing epoch bumped on every claim. */
+export const partitions = pgTable('partitions', {
+  id: integer('id').primaryKey(),
+  epoch: bigint('epoch', { mode: 'bigint' }).notNull().default(sql`0`),
+  owner: text('owner'),
+  leaseExpiresAt: tstz('lease_expires_at'),
+  heartbeatAt: tstz('heartbeat_at'),
+  /** The last apply sequence used; the next applied leg gets apply_seq + 1. */
+  applySeq: bigint('apply_seq', { mode: 'bigint' }).notNull().default(sql`0`),
+});
+
+/** Live worker processes, so each can take its fair share of partitions. */
+export const workerProcesses = pgTable('worker_processes', {
+  id: text('id').primaryKey(),
+  startedAt: tstz('started_at').notNull().defaultNow(),
+  heartbeatAt: tstz('heartbeat_at').notNull().defaultNow(),
+});
+
+export const apiKeys = pgTable('api_keys', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  name: text('name').notNull(),
+  /** SHA-256 of the secret; the secret itself is shown once and never stored. */
+  secretHash: text('secret_hash').notNull().unique(),
+  scopes: text('scopes').array().notNull(),
+  createdAt: tstz('created_at').notNull().defaultNow(),
+  revokedAt: tstz('revoked_at'),
+});

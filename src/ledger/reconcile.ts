@@ -1,0 +1,152 @@
+// Reconciliation: checks the ledger's invariants against the data as it stands.
+import type pg from 'pg';
+
+export type Mismatch =
+  | { kind: 'total_not_zero'; currency: string; total: string }
+  | { kind: 'balance_not_sum_of_entries'; account_id: string; partition: number | null; balance: string; entries_sum: string }
+  | { kind: 'entry_sequence_broken'; account_id: string; partition: number | null; version: string; entries: string; max_version: string }
+  | { kind: 'below_overdraft_limit'; account_id: string; balance: string }
+  | { kind: 'in_flight_mismatch'; currency: string; in_transit: string; debited: string };
+
+export type Reconciliation = {
+  ok: boolean;
+  accounts_checked: number;
+  mismatches: Mismatch[];
+  total: string;
+  in_flight: { count: number; amount: string };
+};
+
+export async function reconcile(pool: pg.Pool): Promise<Reconciliation> {
+  const mismatches: Mismatch[] = [];
+
+  // Invariant 1: per currency, every balance (system sub-balances included) sums to zero.
+  const totals = await pool.query<{ currency: string; total: string }>(
+    `SELECT currency, sum(b)::text AS total FROM (
+       SELECT currency, balance AS b FROM accounts WHERE kind = 'customer'
+       UNION ALL
+       SELECT a.currency, s.balance FROM system_balances s JOIN accounts a ON a.id = s.account_id
+     ) x GROUP BY currency`,
+  );
+  let total = 0n;
+  for (const t of totals.rows) {
+    total += BigInt(t.total);
+    if (BigInt(t.total) !== 0n) mismatches.push({ kind: 'total_not_zero', ...t });
+  }
+
+  // Invariant 2: each balance equals the sum of its entries, and its entry sequence is 1..n.
+  const customers = await pool.query<{
+    id: string;
+    balance: string;
+    version: string;
+    overdraft_limit: string;
+    sum: string;
+    n: string;
+    max: string;
+  }>(
+    `SELECT a.id, a.balance, a.version, a.overdraft_limit,
+            coalesce(e.sum, 0)::text AS sum, coalesce(e.n, 0)::text AS n,
+            coalesce(e.max, 0)::text AS max
+       FROM accounts a
+       LEFT JOIN (SELECT account_id, sum(amount) AS sum, count(*) AS n,
+                         max(account_version) AS max
+                    FROM ledger_entries GROUP BY account_id) e ON e.account_id = a.id
+      WHERE a.kind = 'customer'`,
+  );
+  for (const r of customers.rows) {
+    if (r.balance !== r.sum) {
+      mismatches.push({
+        kind: 'balance_not_sum_of_entries',
+        account_id: r.id,
+        partition: null,
+        balance: r.balance,
+        entries_sum: r.sum,
+      });
+    }
+    if (r.version !== r.n || r.n !== r.max) {
+      mismatches.push({
+        kind: 'entry_sequence_broken',
+        account_id: r.id,
+        partition: null,
+        version: r.version,
+        entries: r.n,
+        max_version: r.max,
+      });
+    }
+    // Invariant 3.
+    if (BigInt(r.balance) < -BigInt(r.overdraft_limit)) {
+      mismatches.push({ kind: 'below_overdraft_limit', account_id: r.id, balance: r.balance });
+    }
+  }
+  const subs = await pool.query<{
+    account_id: string;
+    partition: number;
+    balance: string;
+    version: string;
+    sum: string;
+    n: string;
+    max: string;
+  }>(
+    `SELECT s.account_id, s.partition, s.balance, s.version,
+            coalesce(e.sum, 0)::text AS sum, coalesce(e.n, 0)::text AS n,
+            coalesce(e.max, 0)::text AS max
+       FROM system_balances s
+       LEFT JOIN (SELECT account_id, partition, sum(amount) AS sum, count(*) AS n,
+                         max(account_version) AS max
+                    FROM ledger_entries GROUP BY account_id, partition) e
+              ON e.account_id = s.account_id AND e.partition = s.partition`,
+  );
+  for (const r of subs.rows) {
+    if (r.balance !== r.sum) {
+      mismatches.push({
+        kind: 'balance_not_sum_of_entries',
+        account_id: r.account_id,
+        partition: r.partition,
+        balance: r.balance,
+        entries_sum: r.sum,
+      });
+    }
+    if (r.version !== r.n || r.n !== r.max) {
+      mismatches.push({
+        kind: 'entry_sequence_broken',
+        account_id: r.account_id,
+        partition: r.partition,
+        version: r.version,
+        entries: r.n,
+        max_version: r.max,
+      });
+    }
+  }
+
+  // Invariant 5: money in flight equals the transfers debited but not yet credited or refunded.
+  const flight = await pool.query<{ currency: string; in_transit: string; debited: string; n: string }>(
+    `SELECT c.currency,
+            coalesce((SELECT sum(s.balance) FROM system_balances s JOIN accounts a ON a.id = s.account_id
+                       WHERE a.system_name = 'in_transit' AND a.currency = c.currency), 0)::text AS in_transit,
+            coalesce((SELECT sum(amount) FROM transfers
+                       WHERE status = 'debited' AND currency = c.currency), 0)::text AS debited,
+            (SELECT count(*) FROM transfers WHERE status = 'debited' AND currency = c.currency)::text AS n
+       FROM (SELECT DISTINCT currency FROM accounts WHERE kind = 'system') c`,
+  );
+  let inFlightCount = 0;
+  let inFlightAmount = 0n;
+  for (const f of flight.rows) {
+    inFlightCount += Number(f.n);
+    inFlightAmount += BigInt(f.debited);
+    if (f.in_transit !== f.debited) {
+      mismatches.push({
+        kind: 'in_flight_mismatch',
+        currency: f.currency,
+        in_transit: f.in_transit,
+        debited: f.debited,
+      });
+    }
+  }
+
+  return {
+    ok: mismatches.length === 0,
+    accounts_checked: customers.rows.length + subs.rows.length,
+    mismatches,
+    total: total.toString(),
+    in_flight: { count: inFlightCount, amount: inFlightAmount.toString() },
+  };
+}

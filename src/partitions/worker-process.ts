@@ -1,0 +1,203 @@
+// A worker process: claims its fair share of partitions, runs an owner for each, renews the
+// leases, takes over partitions whose owner died, and lets go of everything on shutdown.
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Config } from '../config/env';
+import {
+  APPLY_BATCH_MAX,
+  CLAIM_INTERVAL_MS,
+  LEASE_MS,
+  PREFETCH_JOBS_MAX,
+  SWEEP_AFTER_MS,
+  SWEEP_BATCH_MAX,
+  SWEEP_INTERVAL_MS,
+  WORKER_HEARTBEAT_STALE_MS,
+} from '../config/limits';
+import { createPool } from '../db/db';
+import { createProducerConnection, createWorkerConnection, Dispatcher } from '../queue/queues';
+import {
+  claimFree,
+  ensurePartitionRows,
+  forgetWorker,
+  heartbeatWorker,
+  release,
+  renew,
+  type Claimed,
+} from './leases';
+import { PartitionOwner, type OwnerHooks, type OwnerStats, type OwnerTuning } from './partition-owner';
+import { partitionOf } from './routing';
+
+export type WorkerProcessOptions = {
+  config: Config;
+  workerId?: string;
+  leaseMs?: number;
+  claimIntervalMs?: number;
+  tuning?: Partial<OwnerTuning>;
+  hooks?: OwnerHooks;
+  /** Called on an error that means the code or data is wrong; the entry point exits. */
+  onFatal?: (err: Error) => void;
+};
+
+export class WorkerProcess {
+  readonly id: string;
+  private readonly pool;
+  private readonly producer;
+  private readonly consumer;
+  private readonly dispatcher;
+  private readonly owners = new Map<number, { claim: Claimed; owner: PartitionOwner }>();
+  private readonly leaseMs: number;
+  private readonly claimIntervalMs: number;
+  private readonly tuning: OwnerTuning;
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> = Promise.resolve();
+  private stopping = false;
+  /** Totals of owners that have already stopped, so stats survive a partition moving away. */
+  private readonly retired: OwnerStats = {
+    batches: 0,
+    legsApplied: 0,
+    duplicates: 0,
+    fencedBatches: 0,
+    swept: 0,
+  };
+
+  constructor(private readonly opts: WorkerProcessOptions) {
+    this.id = opts.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.pool = createPool(opts.config.databaseUrl);
+    this.producer = createProducerConnection(opts.config.redisUrl);
+    this.consumer = createWorkerConnection(opts.config.redisUrl);
+    this.dispatcher = new Dispatcher(this.producer, opts.config.queuePrefix);
+    this.leaseMs = opts.leaseMs ?? LEASE_MS;
+    this.claimIntervalMs = opts.claimIntervalMs ?? CLAIM_INTERVAL_MS;
+    this.tuning = {
+      batchMax: APPLY_BATCH_MAX,
+      prefetchMax: PREFETCH_JOBS_MAX,
+      sweepAfterMs: SWEEP_AFTER_MS,
+      sweepIntervalMs: SWEEP_INTERVAL_MS,
+      sweepBatchMax: SWEEP_BATCH_MAX,
+      ...opts.tuning,
+    };
+  }
+
+  async start(): Promise<void> {
+    await ensurePartitionRows(this.pool, this.opts.config.partitions);
+    await this.tick();
+    this.schedule();
+  }
+
+  ownedPartitions(): number[] {
+    return [...this.owners.keys()].sort((a, b) => a - b);
+  }
+
+  stats(): OwnerStats {
+    const total = { ...this.retired };
+    for (const { owner } of this.owners.values()) addStats(total, owner.stats);
+    return total;
+  }
+
+  owner(partition: number): PartitionOwner | undefined {
+    return this.owners.get(partition)?.owner;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.ticking;
+    await Promise.all(this.ownedPartitions().map((p) => this.letGo(p, { release: true })));
+    await forgetWorker(this.pool, this.id).catch(() => {});
+    await this.dispatcher.close();
+    this.producer.disconnect();
+    this.consumer.disconnect();
+    await this.pool.end();
+  }
+
+  /** Simulates a crash: stops consuming without releasing leases or saying goodbye. */
+  async kill(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.ticking;
+    await Promise.all(this.ownedPartitions().map((p) => this.letGo(p, { release: false })));
+    await this.dispatcher.close();
+    this.producer.disconnect();
+    this.consumer.disconnect();
+    await this.pool.end();
+  }
+
+  private schedule(): void {
+    if (this.stopping) return;
+    this.timer = setTimeout(() => {
+      this.ticking = this.tick()
+        .catch((err: Error) => console.error(`worker ${this.id}: ${err.message}`))
+        .finally(() => this.schedule());
+    }, this.claimIntervalMs);
+  }
+
+  private async tick(): Promise<void> {
+    const { partitions } = this.opts.config;
+    const live = await heartbeatWorker(this.pool, {
+      workerId: this.id,
+      staleMs: WORKER_HEARTBEAT_STALE_MS,
+    });
+    const kept = await renew(this.pool, {
+      owner: this.id,
+      held: [...this.owners.values()].map((o) => o.claim),
+      leaseMs: this.leaseMs,
+    });
+    for (const p of this.ownedPartitions()) {
+      if (!kept.has(p)) await this.letGo(p, { release: false });
+    }
+    if (this.stopping) return;
+
+    // Fair share: with W live processes each aims at ceil(N / W) partitions.
+    const target = Math.ceil(partitions / Math.max(1, live));
+    const extra = this.owners.size - target;
+    for (const p of this.ownedPartitions().reverse().slice(0, Math.max(0, extra))) {
+      await this.letGo(p, { release: true });
+    }
+    const claimed = await claimFree(this.pool, {
+      owner: this.id,
+      countMax: target - this.owners.size,
+      leaseMs: this.leaseMs,
+      partitions,
+    });
+    for (const claim of claimed) this.run(claim);
+  }
+
+  /** Starts an owner for a partition this process has just claimed (or stolen, in tests). */
+  run(claim: Claimed): void {
+    const { config } = this.opts;
+    const owner = new PartitionOwner({
+      own: { partition: claim.partition, epoch: claim.epoch, owner: this.id },
+      pool: this.pool,
+      dispatcher: this.dispatcher,
+      connection: this.consumer,
+      queuePrefix: config.queuePrefix,
+      isLocal: (accountId) => partitionOf(accountId, config.partitions) === claim.partition,
+      tuning: this.tuning,
+      hooks: this.opts.hooks ?? {},
+      onFenced: (p) => void this.letGo(p, { release: false }),
+      onFatal: (err) => {
+        if (this.opts.onFatal) this.opts.onFatal(err);
+        else throw err;
+      },
+    });
+    this.owners.set(claim.partition, { claim, owner });
+    owner.start();
+  }
+
+  private async letGo(partition: number, opts: { release: boolean }): Promise<void> {
+    const entry = this.owners.get(partition);
+    if (!entry) return;
+    this.owners.delete(partition);
+    await entry.owner.stop();
+    addStats(this.retired, entry.owner.stats);
+    if (opts.release) await release(this.pool, this.id, entry.claim).catch(() => {});
+  }
+}
+
+function addStats(into: OwnerStats, from: OwnerStats): void {
+  into.batches += from.batches;
+  into.legsApplied += from.legsApplied;
+  into.duplicates += from.duplicates;
+  into.fencedBatches += from.fencedBatches;
+  into.swept += from.swept;
+}

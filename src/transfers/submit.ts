@@ -1,0 +1,210 @@
+// Durable submission: commands become `accepted` transfer rows in one multi-row INSERT, commit,
+// and only then go onto the queues. A submission is durable once it returns.
+import { createHash, randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { SUBMIT_BATCH_MAX, SUBMIT_FLUSHES_IN_FLIGHT_MAX } from '../config/limits';
+import { partitionOf } from '../partitions/routing';
+import type { Dispatcher } from '../queue/queues';
+import { assert } from '../shared/assert';
+import {
+  TRANSFER_COLUMNS,
+  toTransfer,
+  type Transfer,
+  type TransferRow,
+} from './transfers.repository';
+import type { TransferType } from './transfers.status';
+
+export type Command = {
+  type: TransferType;
+  fromAccountId: string | null;
+  toAccountId: string | null;
+  amountMinor: bigint;
+  currency: string;
+  description?: string | null;
+  reversesTransferId?: string | null;
+  /** Who owns the idempotency key: the API key's id, or a name for internal callers. */
+  idempotencyScope: string;
+  idempotencyKey?: string | null;
+};
+
+export type SubmitResult =
+  | { kind: 'accepted'; transfer: Transfer }
+  | { kind: 'replayed'; transfer: Transfer }
+  | { kind: 'idempotency_key_reused'; transfer: Transfer };
+
+/** The fields that make two requests "the same request" for an idempotency key. */
+export function requestHash(c: Command): string {
+  const canonical = JSON.stringify([
+    c.type,
+    c.fromAccountId,
+    c.toAccountId,
+    c.amountMinor.toString(),
+    c.currency,
+    c.description ?? null,
+    c.reversesTransferId ?? null,
+  ]);
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+type Waiting = {
+  commands: Command[];
+  resolve: (r: SubmitResult[]) => void;
+  reject: (e: Error) => void;
+};
+
+export class Submitter {
+  private waiting: Waiting[] = [];
+  private inFlight = 0;
+  private scheduled = false;
+
+  constructor(
+    private readonly deps: {
+      pool: pg.Pool;
+      dispatcher: Dispatcher;
+      partitions: number;
+      onEnqueueError?: (err: Error) => void;
+    },
+  ) {}
+
+  /**
+   * Records the commands and enqueues their first legs. Concurrent calls that arrive in the same
+   * tick share one INSERT and one addBulk per partition (group commit).
+   */
+  async submit(commands: readonly Command[]): Promise<SubmitResult[]> {
+    const chunks: Promise<SubmitResult[]>[] = [];
+    for (let i = 0; i < commands.length; i += SUBMIT_BATCH_MAX) {
+      const chunk = commands.slice(i, i + SUBMIT_BATCH_MAX);
+      chunks.push(
+        new Promise((resolve, reject) => {
+          this.waiting.push({ commands: chunk, resolve, reject });
+          this.kick();
+        }),
+      );
+    }
+    return (await Promise.all(chunks)).flat();
+  }
+
+  private kick(): void {
+    if (this.scheduled || this.inFlight >= SUBMIT_FLUSHES_IN_FLIGHT_MAX) return;
+    if (this.waiting.length === 0) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const taken: Waiting[] = [];
+    let count = 0;
+    while (this.waiting.length > 0) {
+      const next = this.waiting[0]!;
+      if (taken.length > 0 && count + next.commands.length > SUBMIT_BATCH_MAX) break;
+      taken.push(this.waiting.shift()!);
+      count += next.commands.length;
+    }
+    if (taken.length === 0) return;
+    this.inFlight += 1;
+    this.kick();
+    try {
+      const results = await this.record(taken.flatMap((w) => w.commands));
+      let offset = 0;
+      for (const w of taken) {
+        w.resolve(results.slice(offset, offset + w.commands.length));
+        offset += w.commands.length;
+      }
+    } catch (err) {
+      for (const w of taken) w.reject(err as Error);
+    } finally {
+      this.inFlight -= 1;
+      this.kick();
+    }
+  }
+
+  private async record(commands: Command[]): Promise<SubmitResult[]> {
+    const { pool, dispatcher, partitions } = this.deps;
+    const rows = commands.map((c) => {
+      const source = c.fromAccountId ?? c.toAccountId;
+      const destination = c.toAccountId ?? c.fromAccountId;
+      assert(source && destination, 'a command names at least one account');
+      return {
+        id: randomUUID(),
+        command: c,
+        hash: requestHash(c),
+        srcPartition: partitionOf(source, partitions),
+        dstPartition: partitionOf(destination, partitions),
+      };
+    });
+    // One statement, fixed parameter count. ON CONFLICT DO NOTHING on the idempotency key also
+    // covers racing requests with one key: the loser waits for the winner's commit, then sees it.
+    // No foreign keys, so no lock is taken on any account row.
+    const inserted = await pool.query<TransferRow>(
+      `INSERT INTO transfers (id, type, from_account_id, to_account_id, amount, currency,
+              description, reverses_transfer_id, request_hash, idempotency_scope, idempotency_key,
+              src_partition, dst_partition)
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[],
+              $6::text[], $7::text[], $8::uuid[], $9::text[], $10::text[], $11::text[],
+              $12::int[], $13::int[])
+       ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
+       RETURNING ${TRANSFER_COLUMNS}`,
+      [
+        rows.map((r) => r.id),
+        rows.map((r) => r.command.type),
+        rows.map((r) => r.command.fromAccountId),
+        rows.map((r) => r.command.toAccountId),
+        rows.map((r) => r.command.amountMinor.toString()),
+        rows.map((r) => r.command.currency),
+        rows.map((r) => r.command.description ?? null),
+        rows.map((r) => r.command.reversesTransferId ?? null),
+        rows.map((r) => r.hash),
+        rows.map((r) => r.command.idempotencyScope),
+        rows.map((r) => r.command.idempotencyKey ?? null),
+        rows.map((r) => r.srcPartition),
+        rows.map((r) => r.dstPartition),
+      ],
+    );
+    const insertedById = new Map(inserted.rows.map((r) => [r.id, toTransfer(r)]));
+
+    // Whoever lost on the idempotency key gets the winner's transfer (or a reuse error).
+    const losers = rows.filter((r) => !insertedById.has(r.id));
+    const existing = new Map<string, { transfer: Transfer; hash: string }>();
+    if (losers.length > 0) {
+      const res = await pool.query<TransferRow & { request_hash: string; k: string }>(
+        `SELECT ${TRANSFER_COLUMNS}, request_hash, idempotency_scope || E'\\n' || idempotency_key AS k
+           FROM transfers
+          WHERE (idempotency_scope, idempotency_key) IN
+                (SELECT * FROM unnest($1::text[], $2::text[]))`,
+        [
+          losers.map((r) => r.command.idempotencyScope),
+          losers.map((r) => r.command.idempotencyKey ?? null),
+        ],
+      );
+      for (const r of res.rows) existing.set(r.k, { transfer: toTransfer(r), hash: r.request_hash });
+    }
+
+    const newOnes = [...insertedById.values()];
+    if (newOnes.length > 0) {
+      try {
+        await dispatcher.enqueue(
+          rows
+            .filter((r) => insertedById.has(r.id))
+            .map((r) => ({ transferId: r.id, leg: 'debit' as const, partition: r.srcPartition })),
+        );
+      } catch (err) {
+        // The rows are committed: the sweep will put them on the queues. Latency, not loss.
+        this.deps.onEnqueueError?.(err as Error);
+      }
+    }
+
+    return rows.map((r): SubmitResult => {
+      const mine = insertedById.get(r.id);
+      if (mine) return { kind: 'accepted', transfer: mine };
+      const key = `${r.command.idempotencyScope}\n${r.command.idempotencyKey}`;
+      const found = existing.get(key);
+      assert(found, `transfer ${r.id} was neither inserted nor found by its idempotency key`);
+      return found.hash === r.hash
+        ? { kind: 'replayed', transfer: found.transfer }
+        : { kind: 'idempotency_key_reused', transfer: found.transfer };
+    });
+  }
+}

@@ -1,0 +1,39 @@
+// `worker:` process: claims a fair share of partitions and applies their legs until SIGINT/SIGTERM.
+import { checkPostgres, checkRedis, runMain } from '../src/cli/preflight';
+import { loadConfig } from '../src/config/env';
+import { WorkerProcess } from '../src/partitions/worker-process';
+
+runMain(async () => {
+  const config = loadConfig();
+  await checkPostgres(config.databaseUrl);
+  for (const warning of await checkRedis(config.redisUrl)) console.warn(`ledgerline: ${warning}`);
+
+  const worker = new WorkerProcess({
+    config,
+    onFatal: (err) => {
+      // A broken invariant: stop at once rather than write on top of it.
+      console.error(`ledgerline worker: fatal: ${err.stack ?? err.message}`);
+      process.exit(70);
+    },
+  });
+  await worker.start();
+  console.log(
+    `ledgerline worker ${worker.id}: started, partitions ${config.partitions}, prefix ${config.queuePrefix}`,
+  );
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    console.log(`ledgerline worker ${worker.id}: ${signal}, finishing batches and releasing leases`);
+    worker.stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        console.error(err);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+});
