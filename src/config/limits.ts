@@ -27,12 +27,13 @@ export const APPLY_RETRIES_MAX = 5;
 export const APPLY_RETRY_BACKOFF_MS_BASE = 50;
 export const APPLY_RETRY_BACKOFF_MS_MAX = 2_000;
 
-/** Partition ownership. A dead owner's partitions move within LEASE_MS plus one claim interval. */
+/**
+ * Partition ownership. A dead owner's partitions move within LEASE_MS plus one claim interval; a
+ * worker process that has not heartbeated for LEASE_MS no longer counts towards the fair share.
+ */
 export const LEASE_MS = 5_000;
 export const LEASE_RENEW_INTERVAL_MS = 1_000;
 export const CLAIM_INTERVAL_MS = 1_000;
-/** A worker process that has not heartbeated for this long no longer counts towards the share. */
-export const WORKER_HEARTBEAT_STALE_MS = 10_000;
 
 /** The outbox sweep: transfers untouched for SWEEP_AFTER_MS are re-enqueued, SWEEP_BATCH_MAX at a time. */
 export const SWEEP_AFTER_MS = 10_000;

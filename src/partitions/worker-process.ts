@@ -11,7 +11,6 @@ import {
   SWEEP_AFTER_MS,
   SWEEP_BATCH_MAX,
   SWEEP_INTERVAL_MS,
-  WORKER_HEARTBEAT_STALE_MS,
 } from '../config/limits';
 import { createPool } from '../db/db';
 import { createProducerConnection, createWorkerConnection, Dispatcher } from '../queue/queues';
@@ -135,7 +134,9 @@ export class WorkerProcess {
     const { partitions } = this.opts.config;
     const live = await heartbeatWorker(this.pool, {
       workerId: this.id,
-      staleMs: WORKER_HEARTBEAT_STALE_MS,
+      // A process stops counting towards the share when its leases would have run out, so a dead
+      // one's partitions are claimable as soon as their leases expire.
+      staleMs: this.leaseMs,
     });
     const kept = await renew(this.pool, {
       owner: this.id,

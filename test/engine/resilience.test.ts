@@ -1,0 +1,304 @@
+// Proves that redelivery, lost Redis data, a forced lease steal and a dead worker never lose or
+// duplicate money: every accepted command reaches exactly one final status.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { applyBatch } from '../../src/ledger/apply';
+import { ensurePartitionRows, steal } from '../../src/partitions/leases';
+import { partitionOf } from '../../src/partitions/routing';
+import { queueName } from '../../src/queue/queues';
+import { expectInvariants, drained } from '../support/invariants';
+import { createTestEnv, deleteKeys, type TestEnv } from '../support/test-env';
+
+let env: TestEnv;
+beforeEach(async () => {
+  env = await createTestEnv({ partitions: 4 });
+});
+afterEach(async () => {
+  expect(env.fatal).toEqual([]);
+  await env.cleanup();
+});
+
+async function accountsOnDistinctPartitions() {
+  for (;;) {
+    const [a, b] = await Promise.all([env.account(), env.account()]);
+    const n = env.config.partitions;
+    if (partitionOf(a.id, n) !== partitionOf(b.id, n)) return [a, b] as const;
+  }
+}
+
+async function accountOn(partition: number) {
+  for (;;) {
+    const a = await env.account();
+    if (partitionOf(a.id, env.config.partitions) === partition) return a;
+  }
+}
+
+async function entriesOf(transferId: string) {
+  const res = await env.pool.query(
+    'SELECT account_id, leg, amount FROM ledger_entries WHERE transfer_id = $1 ORDER BY id',
+    [transferId],
+  );
+  return res.rows;
+}
+
+async function queueIdle(partitions: number) {
+  for (let i = 0; i < 400; i++) {
+    let busy = 0;
+    for (let p = 0; p < partitions; p++) {
+      const c = await env.dispatcher.queue(p).getJobCounts('waiting', 'active', 'delayed');
+      busy += (c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0);
+    }
+    if (busy === 0) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('queues never went idle');
+}
+
+describe('redelivery', () => {
+  it('the same debit and credit legs delivered again are applied once', async () => {
+    const worker = await env.startWorker();
+    const [alice, bob] = await accountsOnDistinctPartitions();
+    const [dep] = await env.submit([
+      { type: 'deposit', fromAccountId: null, toAccountId: alice.id, amountMinor: 1_000n, currency: 'EUR' },
+    ]);
+    const [t] = await env.submit([
+      { type: 'transfer', fromAccountId: alice.id, toAccountId: bob.id, amountMinor: 300n, currency: 'EUR' },
+    ]);
+    await env.waitForFinal([dep!.id, t!.id]);
+    const before = await entriesOf(t!.id);
+    expect(before).toHaveLength(4);
+
+    // BullMQ redelivers with the same payload; fresh job ids get past its own de-duplication.
+    const n = env.config.partitions;
+    for (const leg of ['debit', 'credit'] as const) {
+      const partition = leg === 'debit' ? partitionOf(alice.id, n) : partitionOf(bob.id, n);
+      for (const copy of [1, 2]) {
+        await env.dispatcher
+          .queue(partition)
+          .add(leg, { transferId: t!.id, leg }, { jobId: `redelivered-${copy}-${leg}-${t!.id}` });
+      }
+    }
+    await queueIdle(n);
+
+    expect(await entriesOf(t!.id)).toEqual(before);
+    expect(worker.stats().duplicates).toBeGreaterThanOrEqual(4);
+    const balances = await env.pool.query<{ id: string; balance: string }>(
+      'SELECT id, balance FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY balance',
+      [[alice.id, bob.id]],
+    );
+    expect(balances.rows.map((r) => r.balance)).toEqual(['300', '700']);
+    await expectInvariants(env.pool);
+  });
+
+  it('two copies of one leg in the same batch post once', async () => {
+    const [alice, bob] = await accountsOnDistinctPartitions();
+    const [dep] = await env.submit([
+      { type: 'deposit', fromAccountId: null, toAccountId: alice.id, amountMinor: 500n, currency: 'EUR' },
+    ]);
+    const [t] = await env.submit([
+      { type: 'transfer', fromAccountId: alice.id, toAccountId: bob.id, amountMinor: 500n, currency: 'EUR' },
+    ]);
+    const p = partitionOf(alice.id, env.config.partitions);
+    await env.dispatcher.queue(p).add('debit', { transferId: t!.id, leg: 'debit' }, { jobId: `copy-${t!.id}` });
+
+    await env.startWorker();
+    const [, done] = await env.waitForFinal([dep!.id, t!.id]);
+    expect(done!.status).toBe('completed');
+    expect(await entriesOf(t!.id)).toHaveLength(4);
+    await expectInvariants(env.pool);
+  });
+});
+
+describe('the outbox sweep', () => {
+  it('deleting every queue key after the submissions returned loses nothing: each completes once', async () => {
+    const [alice, bob] = await accountsOnDistinctPartitions();
+    const submitted = await env.submit([
+      { type: 'deposit', fromAccountId: null, toAccountId: alice.id, amountMinor: 100_000n, currency: 'EUR' },
+      ...Array.from({ length: 150 }, () => ({
+        type: 'transfer' as const,
+        fromAccountId: alice.id,
+        toAccountId: bob.id,
+        amountMinor: 100n,
+        currency: 'EUR',
+      })),
+    ]);
+    // Redis forgets everything it was told; PostgreSQL still has every row.
+    expect(await deleteKeys(env.redis, `${env.config.queuePrefix}:*`)).toBeGreaterThan(0);
+
+    const worker = await env.startWorker();
+    const ids = submitted.map((t) => t.id);
+    const final = await env.waitForFinal(ids);
+    expect(worker.stats().swept).toBeGreaterThanOrEqual(ids.length);
+    // The deposit may be swept after some transfers, so some may fail for funds, but none twice.
+    expect(final.every((t) => t.status === 'completed' || t.failureCode === 'insufficient_funds')).toBe(true);
+    await expectInvariants(env.pool, { submittedIds: ids });
+  });
+
+  it('a credit leg lost after its debit committed is re-driven from the debited row', async () => {
+    const [alice, bob] = await accountsOnDistinctPartitions();
+    const n = env.config.partitions;
+    const [dep] = await env.submit([
+      { type: 'deposit', fromAccountId: null, toAccountId: alice.id, amountMinor: 1_000n, currency: 'EUR' },
+    ]);
+    const [t] = await env.submit([
+      { type: 'transfer', fromAccountId: alice.id, toAccountId: bob.id, amountMinor: 400n, currency: 'EUR' },
+    ]);
+    await deleteKeys(env.redis, `${env.config.queuePrefix}:*`);
+
+    // Apply the debit legs by hand, as an owner that crashed before forwarding the credit leg.
+    const p = partitionOf(alice.id, n);
+    await ensurePartitionRows(env.pool, n);
+    const claim = await steal(env.pool, { owner: 'crashed', partition: p, leaseMs: 1 });
+    const client = await env.pool.connect();
+    const plan = await applyBatch(
+      client,
+      { partition: p, epoch: claim.epoch, owner: 'crashed' },
+      [
+        { transferId: dep!.id, leg: 'debit' },
+        { transferId: t!.id, leg: 'debit' },
+      ],
+      (id) => partitionOf(id, n) === p,
+    );
+    client.release();
+    expect(plan.forward).toEqual([{ transferId: t!.id, leg: 'credit', partition: partitionOf(bob.id, n) }]);
+    const mid = await env.pool.query('SELECT status FROM transfers WHERE id = $1', [t!.id]);
+    expect(mid.rows[0].status).toBe('debited');
+
+    await env.startWorker();
+    const [done] = await env.waitForFinal([t!.id]);
+    expect(done!.status).toBe('completed');
+    await expectInvariants(env.pool);
+  });
+});
+
+describe('ownership', () => {
+  it('a forced lease steal mid-run fences the old owner: its batch rolls back and nothing is applied twice', async () => {
+    const target = 1;
+    const payer = await accountOn(target);
+    const payees = await Promise.all(Array.from({ length: 5 }, () => env.account()));
+    const [dep] = await env.submit([
+      { type: 'deposit', fromAccountId: null, toAccountId: payer.id, amountMinor: 1_000_000n, currency: 'EUR' },
+    ]);
+    await env.startWorker().then(async (w) => {
+      await env.waitForFinal([dep!.id]);
+      await w.stop();
+    });
+
+    let batchesSeen = 0;
+    let stolenEpoch: bigint | undefined;
+    // eslint-disable-next-line prefer-const
+    let b: Awaited<ReturnType<TestEnv['startWorker']>>;
+    const a = await env.startWorker({
+      workerId: 'owner-a',
+      tuning: { batchMax: 10, prefetchMax: 10, sweepAfterMs: 1_000, sweepIntervalMs: 250 },
+      hooks: {
+        // Between A's batches on the target partition, B takes it by force.
+        beforeBatch: async (partition) => {
+          if (partition !== target || stolenEpoch !== undefined || ++batchesSeen < 3) return;
+          const claim = await steal(env.pool, { owner: b.id, partition, leaseMs: 2_000 });
+          stolenEpoch = claim.epoch;
+          b.run(claim);
+        },
+      },
+    });
+    b = await env.startWorker({ workerId: 'owner-b' });
+
+    const submitted = await env.submit(
+      Array.from({ length: 400 }, (_, i) => ({
+        type: 'transfer' as const,
+        fromAccountId: payer.id,
+        toAccountId: payees[i % payees.length]!.id,
+        amountMinor: 7n,
+        currency: 'EUR',
+      })),
+    );
+    const ids = submitted.map((t) => t.id);
+    const final = await env.waitForFinal(ids);
+
+    expect(stolenEpoch).toBeDefined();
+    expect(a.stats().fencedBatches).toBeGreaterThanOrEqual(1);
+    expect(final.every((t) => t.status === 'completed')).toBe(true);
+    // Legs on the target partition were applied under both epochs, each leg exactly once.
+    const epochs = await env.pool.query<{ epoch: string; n: string }>(
+      `SELECT epoch, count(*) AS n FROM applied_legs
+        WHERE partition = $1 AND transfer_id = ANY($2::uuid[]) GROUP BY epoch ORDER BY epoch`,
+      [target, ids],
+    );
+    expect(epochs.rows.length).toBeGreaterThanOrEqual(2);
+    expect(epochs.rows.some((r) => BigInt(r.epoch) >= stolenEpoch!)).toBe(true);
+    expect(epochs.rows.reduce((s, r) => s + Number(r.n), 0)).toBe(400);
+    await expectInvariants(env.pool, { submittedIds: ids });
+  });
+
+  it('two worker processes share the partitions, and a dead one’s partitions move within the lease time', async () => {
+    const a = await env.startWorker({ workerId: 'share-a', leaseMs: 1_000 });
+    const b = await env.startWorker({ workerId: 'share-b', leaseMs: 1_000 });
+    const n = env.config.partitions;
+    for (let i = 0; i < 50 && a.ownedPartitions().length + b.ownedPartitions().length < n; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 600));
+    expect(a.ownedPartitions().length).toBe(n / 2);
+    expect(b.ownedPartitions().length).toBe(n / 2);
+
+    await a.kill();
+    const killedAt = Date.now();
+    while (b.ownedPartitions().length < n && Date.now() - killedAt < 10_000) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const movedMs = Date.now() - killedAt;
+    expect(b.ownedPartitions().length).toBe(n);
+    // The lease (1 s) plus one claim interval (200 ms), with room for a slow machine.
+    expect(movedMs).toBeLessThan(1_000 + 200 + 1_000);
+
+    const accounts = await Promise.all(Array.from({ length: 8 }, () => env.account()));
+    const submitted = await env.submit(
+      accounts.map((acc) => ({ type: 'deposit' as const, fromAccountId: null, toAccountId: acc.id, amountMinor: 10n, currency: 'EUR' })),
+    );
+    const final = await env.waitForFinal(submitted.map((t) => t.id));
+    expect(final.every((t) => t.status === 'completed')).toBe(true);
+    await drained(env.pool);
+    await expectInvariants(env.pool);
+  });
+});
+
+describe('compensation', () => {
+  it('a destination closed between the debit and the credit gets its money refunded to the source', async () => {
+    const [alice, bob] = await accountsOnDistinctPartitions();
+    const [dep] = await env.submit([
+      { type: 'deposit', fromAccountId: null, toAccountId: alice.id, amountMinor: 1_000n, currency: 'EUR' },
+    ]);
+    await env.startWorker({
+      hooks: {
+        beforeBatch: async (_p, legs) => {
+          if (legs.some((l) => l.leg === 'credit')) {
+            await env.pool.query(`UPDATE accounts SET status = 'closed' WHERE id = $1`, [bob.id]);
+          }
+        },
+      },
+    });
+    await env.waitForFinal([dep!.id]);
+    const [t] = await env.submit([
+      { type: 'transfer', fromAccountId: alice.id, toAccountId: bob.id, amountMinor: 600n, currency: 'EUR' },
+    ]);
+    const [done] = await env.waitForFinal([t!.id]);
+
+    expect(done!.status).toBe('failed');
+    expect(done!.failureCode).toBe('account_closed');
+    const legs = await env.pool.query<{ leg: string; outcome: string }>(
+      'SELECT leg, outcome FROM applied_legs WHERE transfer_id = $1 ORDER BY applied_at, leg',
+      [t!.id],
+    );
+    expect(legs.rows.map((r) => `${r.leg}:${r.outcome}`).sort()).toEqual([
+      'credit:account_closed',
+      'debit:posted',
+      'refund:posted',
+    ]);
+    const alicesBalance = await env.pool.query('SELECT balance FROM accounts WHERE id = $1', [alice.id]);
+    expect(alicesBalance.rows[0].balance).toBe('1000');
+    await expectInvariants(env.pool);
+  });
+});
+
+it('queue names carry a Redis Cluster hash tag per partition', () => {
+  expect(queueName(7)).toBe('{p7}');
+});
