@@ -70,3 +70,50 @@ export async function getAccount(pool: pg.Pool, id: string): Promise<Account | u
   const row = res.rows[0];
   return row ? toAccount(row) : undefined;
 }
+
+export type EntryView = {
+  transferId: string;
+  type: string;
+  amountMinor: bigint;
+  balanceAfterMinor: bigint;
+  createdAt: Date;
+  accountVersion: bigint;
+};
+
+/**
+ * Newest first, by the account's own entry sequence: a keyset that never skips or repeats an
+ * entry however many are posted between two pages.
+ */
+export async function listEntries(
+  pool: pg.Pool,
+  opts: { accountId: string; partition: number; limit: number; beforeVersion: bigint | null },
+): Promise<{ entries: EntryView[]; more: boolean }> {
+  const res = await pool.query<{
+    transfer_id: string;
+    type: string;
+    amount: string;
+    balance_after: string;
+    created_at: Date;
+    account_version: string;
+  }>(
+    `SELECT e.transfer_id, t.type, e.amount, e.balance_after, e.created_at, e.account_version
+       FROM ledger_entries e JOIN transfers t ON t.id = e.transfer_id
+      WHERE e.account_id = $1 AND e.partition = $2
+        AND ($3::bigint IS NULL OR e.account_version < $3::bigint)
+      ORDER BY e.account_version DESC
+      LIMIT $4`,
+    [opts.accountId, opts.partition, opts.beforeVersion?.toString() ?? null, opts.limit + 1],
+  );
+  const rows = res.rows.slice(0, opts.limit);
+  return {
+    more: res.rows.length > opts.limit,
+    entries: rows.map((r) => ({
+      transferId: r.transfer_id,
+      type: r.type,
+      amountMinor: BigInt(r.amount),
+      balanceAfterMinor: BigInt(r.balance_after),
+      createdAt: r.created_at,
+      accountVersion: BigInt(r.account_version),
+    })),
+  };
+}

@@ -51,3 +51,14 @@ export const QUEUE_BACKLOG_ALARM_JOBS = 100_000;
 export const STATEMENT_TIMEOUT_MS = 10_000;
 export const POOL_SIZE_MAX = 10;
 export const PARTITIONS_MAX = 1024;
+
+/** HTTP. */
+export const API_KEY_CACHE_MS = 5_000;
+/** Per API key: a token bucket refilled at this rate, holding at most the burst. */
+export const RATE_LIMIT_PER_SECOND_DEFAULT = 5_000;
+export const RATE_LIMIT_BURST_DEFAULT = 10_000;
+export const RATE_LIMIT_KEYS_MAX = 100_000;
+export const LONG_POLL_WAITERS_MAX = 50_000;
+export const API_KEY_NAME_LENGTH_MAX = 100;
+export const INTEREST_RATE_BPS_MAX = 100_000;
+export const INTEREST_PAGE_SIZE = 1_000;

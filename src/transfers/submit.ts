@@ -25,6 +25,8 @@ export type Command = {
   /** Who owns the idempotency key: the API key's id, or a name for internal callers. */
   idempotencyScope: string;
   idempotencyKey?: string | null;
+  /** What "the same request" means when it is not the fields above (a reversal's own body). */
+  hashInput?: string;
 };
 
 export type SubmitResult =
@@ -32,9 +34,23 @@ export type SubmitResult =
   | { kind: 'replayed'; transfer: Transfer }
   | { kind: 'idempotency_key_reused'; transfer: Transfer };
 
+export type ReversalResult =
+  | SubmitResult
+  | { kind: 'not_found' }
+  | { kind: 'not_reversible'; detail: string };
+
+type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
+type PreparedRow = {
+  id: string;
+  command: Command;
+  hash: string;
+  srcPartition: number;
+  dstPartition: number;
+};
+
 /** The fields that make two requests "the same request" for an idempotency key. */
 export function requestHash(c: Command): string {
-  const canonical = JSON.stringify([
+  const canonical = c.hashInput ?? JSON.stringify([
     c.type,
     c.fromAccountId,
     c.toAccountId,
@@ -122,8 +138,95 @@ export class Submitter {
   }
 
   private async record(commands: Command[]): Promise<SubmitResult[]> {
-    const { pool, dispatcher, partitions } = this.deps;
-    const rows = commands.map((c) => {
+    const rows = this.prepare(commands);
+    const inserted = await insertRows(this.deps.pool, rows);
+    const results = await resolveResults(this.deps.pool, rows, inserted);
+    await this.enqueueFirstLegs(rows, inserted);
+    return results.map((r, i) => {
+      assert(r, `transfer ${rows[i]!.id} was neither inserted nor found by its idempotency key`);
+      return r;
+    });
+  }
+
+  /**
+   * A reversal sends a completed transfer's money back. Reversals of one transfer are
+   * serialised by an advisory lock, so concurrent ones can never reverse more than it moved.
+   */
+  async submitReversal(input: {
+    originalId: string;
+    amountMinor: bigint | null;
+    idempotencyScope: string;
+    idempotencyKey: string;
+  }): Promise<ReversalResult> {
+    const client = await this.deps.pool.connect();
+    let result: ReversalResult;
+    let rows: PreparedRow[] = [];
+    let inserted = new Map<string, Transfer>();
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
+        input.originalId,
+      ]);
+      const found = await client.query<TransferRow>(
+        `SELECT ${TRANSFER_COLUMNS} FROM transfers WHERE id = $1`,
+        [input.originalId],
+      );
+      const original = found.rows[0] ? toTransfer(found.rows[0]) : undefined;
+      result = { kind: 'not_found' };
+      if (original) {
+        const hashInput = JSON.stringify([
+          'reversal',
+          original.id,
+          input.amountMinor?.toString() ?? null,
+        ]);
+        const reversed = await client.query<{ sum: string }>(
+          `SELECT coalesce(sum(amount), 0)::text AS sum FROM transfers
+            WHERE reverses_transfer_id = $1 AND status <> 'failed'`,
+          [original.id],
+        );
+        const remaining = original.amountMinor - BigInt(reversed.rows[0]!.sum);
+        const amountMinor = input.amountMinor ?? remaining;
+        const command: Command = {
+          type: 'reversal',
+          fromAccountId: original.toAccountId,
+          toAccountId: original.fromAccountId,
+          amountMinor,
+          currency: original.currency,
+          reversesTransferId: original.id,
+          idempotencyScope: input.idempotencyScope,
+          idempotencyKey: input.idempotencyKey,
+          hashInput,
+        };
+        rows = this.prepare([command]);
+        // A replay is answered before the remainder is checked: it reverses nothing new.
+        const replay = await resolveResults(client, rows, inserted);
+        if (replay[0]) {
+          result = replay[0];
+        } else if (original.type !== 'transfer' || original.status !== 'completed') {
+          result = { kind: 'not_reversible', detail: 'only completed transfers can be reversed' };
+        } else if (amountMinor <= 0n || amountMinor > remaining) {
+          result = {
+            kind: 'not_reversible',
+            detail: `the amount exceeds what is left to reverse (${remaining})`,
+          };
+        } else {
+          inserted = await insertRows(client, rows);
+          result = (await resolveResults(client, rows, inserted))[0]!;
+        }
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+    await this.enqueueFirstLegs(rows, inserted);
+    return result;
+  }
+
+  private prepare(commands: readonly Command[]): PreparedRow[] {
+    return commands.map((c) => {
       const source = c.fromAccountId ?? c.toAccountId;
       const destination = c.toAccountId ?? c.fromAccountId;
       assert(source && destination, 'a command names at least one account');
@@ -131,80 +234,92 @@ export class Submitter {
         id: randomUUID(),
         command: c,
         hash: requestHash(c),
-        srcPartition: partitionOf(source, partitions),
-        dstPartition: partitionOf(destination, partitions),
+        srcPartition: partitionOf(source, this.deps.partitions),
+        dstPartition: partitionOf(destination, this.deps.partitions),
       };
     });
-    // One statement, fixed parameter count. ON CONFLICT DO NOTHING on the idempotency key also
-    // covers racing requests with one key: the loser waits for the winner's commit, then sees it.
-    // No foreign keys, so no lock is taken on any account row.
-    const inserted = await pool.query<TransferRow>(
-      `INSERT INTO transfers (id, type, from_account_id, to_account_id, amount, currency,
-              description, reverses_transfer_id, request_hash, idempotency_scope, idempotency_key,
-              src_partition, dst_partition)
-       SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[],
-              $6::text[], $7::text[], $8::uuid[], $9::text[], $10::text[], $11::text[],
-              $12::int[], $13::int[])
-       ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
-       RETURNING ${TRANSFER_COLUMNS}`,
-      [
-        rows.map((r) => r.id),
-        rows.map((r) => r.command.type),
-        rows.map((r) => r.command.fromAccountId),
-        rows.map((r) => r.command.toAccountId),
-        rows.map((r) => r.command.amountMinor.toString()),
-        rows.map((r) => r.command.currency),
-        rows.map((r) => r.command.description ?? null),
-        rows.map((r) => r.command.reversesTransferId ?? null),
-        rows.map((r) => r.hash),
-        rows.map((r) => r.command.idempotencyScope),
-        rows.map((r) => r.command.idempotencyKey ?? null),
-        rows.map((r) => r.srcPartition),
-        rows.map((r) => r.dstPartition),
-      ],
-    );
-    const insertedById = new Map(inserted.rows.map((r) => [r.id, toTransfer(r)]));
-
-    // Whoever lost on the idempotency key gets the winner's transfer (or a reuse error).
-    const losers = rows.filter((r) => !insertedById.has(r.id));
-    const existing = new Map<string, { transfer: Transfer; hash: string }>();
-    if (losers.length > 0) {
-      const res = await pool.query<TransferRow & { request_hash: string; k: string }>(
-        `SELECT ${TRANSFER_COLUMNS}, request_hash, idempotency_scope || E'\\n' || idempotency_key AS k
-           FROM transfers
-          WHERE (idempotency_scope, idempotency_key) IN
-                (SELECT * FROM unnest($1::text[], $2::text[]))`,
-        [
-          losers.map((r) => r.command.idempotencyScope),
-          losers.map((r) => r.command.idempotencyKey ?? null),
-        ],
-      );
-      for (const r of res.rows) existing.set(r.k, { transfer: toTransfer(r), hash: r.request_hash });
-    }
-
-    const newOnes = [...insertedById.values()];
-    if (newOnes.length > 0) {
-      try {
-        await dispatcher.enqueue(
-          rows
-            .filter((r) => insertedById.has(r.id))
-            .map((r) => ({ transferId: r.id, leg: 'debit' as const, partition: r.srcPartition })),
-        );
-      } catch (err) {
-        // The rows are committed: the sweep will put them on the queues. Latency, not loss.
-        this.deps.onEnqueueError?.(err as Error);
-      }
-    }
-
-    return rows.map((r): SubmitResult => {
-      const mine = insertedById.get(r.id);
-      if (mine) return { kind: 'accepted', transfer: mine };
-      const key = `${r.command.idempotencyScope}\n${r.command.idempotencyKey}`;
-      const found = existing.get(key);
-      assert(found, `transfer ${r.id} was neither inserted nor found by its idempotency key`);
-      return found.hash === r.hash
-        ? { kind: 'replayed', transfer: found.transfer }
-        : { kind: 'idempotency_key_reused', transfer: found.transfer };
-    });
   }
+
+  private async enqueueFirstLegs(
+    rows: readonly PreparedRow[],
+    inserted: ReadonlyMap<string, Transfer>,
+  ): Promise<void> {
+    const legs = rows
+      .filter((r) => inserted.has(r.id))
+      .map((r) => ({ transferId: r.id, leg: 'debit' as const, partition: r.srcPartition }));
+    if (legs.length === 0) return;
+    try {
+      await this.deps.dispatcher.enqueue(legs);
+    } catch (err) {
+      // The rows are committed: the sweep will put them on the queues. Latency, not loss.
+      this.deps.onEnqueueError?.(err as Error);
+    }
+  }
+}
+
+/**
+ * One statement, fixed parameter count. ON CONFLICT DO NOTHING on the idempotency key also
+ * covers racing requests with one key: the loser waits for the winner's commit, then sees it.
+ * No foreign keys, so no lock is taken on any account row.
+ */
+async function insertRows(q: Queryable, rows: readonly PreparedRow[]): Promise<Map<string, Transfer>> {
+  const inserted = await q.query<TransferRow>(
+    `INSERT INTO transfers (id, type, from_account_id, to_account_id, amount, currency,
+            description, reverses_transfer_id, request_hash, idempotency_scope, idempotency_key,
+            src_partition, dst_partition)
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[],
+            $6::text[], $7::text[], $8::uuid[], $9::text[], $10::text[], $11::text[],
+            $12::int[], $13::int[])
+     ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
+     RETURNING ${TRANSFER_COLUMNS}`,
+    [
+      rows.map((r) => r.id),
+      rows.map((r) => r.command.type),
+      rows.map((r) => r.command.fromAccountId),
+      rows.map((r) => r.command.toAccountId),
+      rows.map((r) => r.command.amountMinor.toString()),
+      rows.map((r) => r.command.currency),
+      rows.map((r) => r.command.description ?? null),
+      rows.map((r) => r.command.reversesTransferId ?? null),
+      rows.map((r) => r.hash),
+      rows.map((r) => r.command.idempotencyScope),
+      rows.map((r) => r.command.idempotencyKey ?? null),
+      rows.map((r) => r.srcPartition),
+      rows.map((r) => r.dstPartition),
+    ],
+  );
+  return new Map(inserted.rows.map((r) => [r.id, toTransfer(r)]));
+}
+
+/**
+ * The outcome of each prepared row: inserted now, or the transfer that already holds its
+ * idempotency key (a replay when the request matches, a reuse error when it does not).
+ * Rows neither inserted nor found by key come back as undefined.
+ */
+async function resolveResults(
+  q: Queryable,
+  rows: readonly PreparedRow[],
+  inserted: ReadonlyMap<string, Transfer>,
+): Promise<(SubmitResult | undefined)[]> {
+  const losers = rows.filter((r) => !inserted.has(r.id) && r.command.idempotencyKey);
+  const existing = new Map<string, { transfer: Transfer; hash: string }>();
+  if (losers.length > 0) {
+    const res = await q.query<TransferRow & { request_hash: string; k: string }>(
+      `SELECT ${TRANSFER_COLUMNS}, request_hash, idempotency_scope || E'\\n' || idempotency_key AS k
+         FROM transfers
+        WHERE (idempotency_scope, idempotency_key) IN
+              (SELECT * FROM unnest($1::text[], $2::text[]))`,
+      [losers.map((r) => r.command.idempotencyScope), losers.map((r) => r.command.idempotencyKey)],
+    );
+    for (const r of res.rows) existing.set(r.k, { transfer: toTransfer(r), hash: r.request_hash });
+  }
+  return rows.map((r): SubmitResult | undefined => {
+    const mine = inserted.get(r.id);
+    if (mine) return { kind: 'accepted', transfer: mine };
+    const found = existing.get(`${r.command.idempotencyScope}\n${r.command.idempotencyKey}`);
+    if (!found) return undefined;
+    return found.hash === r.hash
+      ? { kind: 'replayed', transfer: found.transfer }
+      : { kind: 'idempotency_key_reused', transfer: found.transfer };
+  });
 }

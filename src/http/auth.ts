@@ -1,0 +1,95 @@
+// Bearer-key authentication and scope checks. ADMIN_API_KEY holds every scope; other keys are
+// stored as SHA-256 hashes and looked up once per cache period.
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { MiddlewareHandler } from 'hono';
+import type pg from 'pg';
+import { API_KEY_CACHE_MS } from '../config/limits';
+import { ApiError } from './problem';
+
+export const SCOPES = ['accounts:write', 'transfers:write', 'read', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export type Principal = { keyId: string; name: string; scopes: ReadonlySet<Scope> };
+export type AuthEnv = { Variables: { principal: Principal } };
+
+export const ADMIN_KEY_ID = 'admin';
+
+export function hashSecret(secret: string): string {
+  return createHash('sha256').update(secret).digest('hex');
+}
+
+export function newSecret(): string {
+  return `llk_${randomBytes(24).toString('base64url')}`;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const ha = Buffer.from(hashSecret(a), 'hex');
+  const hb = Buffer.from(hashSecret(b), 'hex');
+  return timingSafeEqual(ha, hb);
+}
+
+export class KeyStore {
+  private readonly cache = new Map<string, { principal: Principal | null; expiresAtMs: number }>();
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly adminApiKey: string | undefined,
+  ) {}
+
+  async resolve(secret: string): Promise<Principal | null> {
+    if (this.adminApiKey && sameSecret(secret, this.adminApiKey)) {
+      return { keyId: ADMIN_KEY_ID, name: 'ADMIN_API_KEY', scopes: new Set(SCOPES) };
+    }
+    const hash = hashSecret(secret);
+    const cached = this.cache.get(hash);
+    if (cached && cached.expiresAtMs > Date.now()) return cached.principal;
+    const res = await this.pool.query<{ id: string; name: string; scopes: Scope[] }>(
+      'SELECT id, name, scopes FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL',
+      [hash],
+    );
+    const row = res.rows[0];
+    const principal = row ? { keyId: row.id, name: row.name, scopes: new Set(row.scopes) } : null;
+    // A revoked key stops working within API_KEY_CACHE_MS.
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(hash, { principal, expiresAtMs: Date.now() + API_KEY_CACHE_MS });
+    return principal;
+  }
+}
+
+/** Reads the key from `Authorization: Bearer …` (or Basic with the key as password, for browsers). */
+function secretFrom(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const [scheme, value] = header.split(' ', 2);
+  if (!value) return undefined;
+  if (scheme?.toLowerCase() === 'bearer') return value.trim();
+  if (scheme?.toLowerCase() === 'basic') {
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    return colon >= 0 ? decoded.slice(colon + 1) : undefined;
+  }
+  return undefined;
+}
+
+export function authenticate(keys: KeyStore): MiddlewareHandler<AuthEnv> {
+  return async function authenticateRequest(c, next) {
+    const secret = secretFrom(c.req.header('authorization'));
+    const principal = secret ? await keys.resolve(secret) : null;
+    if (!principal) {
+      throw new ApiError(401, 'unauthorized', undefined, undefined, {
+        'WWW-Authenticate': 'Bearer realm="ledgerline", Basic realm="ledgerline"',
+      });
+    }
+    c.set('principal', principal);
+    await next();
+  };
+}
+
+export function requireScope(scope: Scope): MiddlewareHandler<AuthEnv> {
+  return async function requireScopeOf(c, next) {
+    const { scopes } = c.get('principal');
+    if (!scopes.has('admin') && !scopes.has(scope)) {
+      throw new ApiError(403, 'forbidden', `this needs the ${scope} scope`);
+    }
+    await next();
+  };
+}

@@ -1,0 +1,68 @@
+// RFC 9457 problem+json errors, each with a stable machine-readable code.
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+
+export const PROBLEM_CODES = [
+  'validation_failed',
+  'idempotency_key_missing',
+  'idempotency_key_reused',
+  'not_found',
+  'unauthorized',
+  'forbidden',
+  'payload_too_large',
+  'rate_limited',
+  'unavailable',
+  'account_not_found',
+  'currency_mismatch',
+  'internal_error',
+] as const;
+export type ProblemCode = (typeof PROBLEM_CODES)[number];
+
+const TITLES: Record<ProblemCode, string> = {
+  validation_failed: 'The request is not valid',
+  idempotency_key_missing: 'An Idempotency-Key header is required',
+  idempotency_key_reused: 'The Idempotency-Key was used with another request',
+  not_found: 'Not found',
+  unauthorized: 'Missing or unknown API key',
+  forbidden: 'The API key lacks the scope this needs',
+  payload_too_large: 'The request body is too large',
+  rate_limited: 'Too many requests',
+  unavailable: 'A dependency is unavailable; retry with the same Idempotency-Key',
+  account_not_found: 'Account not found',
+  currency_mismatch: 'Currency does not match the account',
+  internal_error: 'Internal error',
+};
+
+export type ProblemIssue = { path: string; message: string };
+
+/** Thrown anywhere in a handler; the app's error handler turns it into problem+json. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly code: ProblemCode,
+    readonly detail?: string,
+    readonly issues?: ProblemIssue[],
+    readonly headers?: Record<string, string>,
+  ) {
+    super(detail ?? TITLES[code]);
+  }
+}
+
+export function problem(
+  c: Context,
+  status: ContentfulStatusCode,
+  code: ProblemCode,
+  detail?: string,
+  issues?: ProblemIssue[],
+): Response {
+  const body = {
+    type: `/problems/${code}`,
+    title: TITLES[code],
+    status,
+    code,
+    ...(detail ? { detail } : {}),
+    ...(issues && issues.length > 0 ? { errors: issues } : {}),
+    instance: c.req.path,
+  };
+  return c.body(JSON.stringify(body), status, { 'Content-Type': 'application/problem+json' });
+}

@@ -1,0 +1,85 @@
+// Long-poll support: one LISTEN connection per web process, woken by the workers' NOTIFY when
+// transfers become final, so a waiting request never polls the database in a loop.
+import pg from 'pg';
+import { LONG_POLL_WAITERS_MAX } from '../config/limits';
+import { TRANSFER_FINAL_CHANNEL } from '../ledger/apply';
+
+const RECONNECT_DELAY_MS = 1_000;
+
+export class TransferWaiter {
+  private client: pg.Client | undefined;
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private count = 0;
+  private stopped = false;
+
+  constructor(private readonly databaseUrl: string) {}
+
+  async start(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.databaseUrl });
+    client.on('notification', (msg) => {
+      if (msg.channel !== TRANSFER_FINAL_CHANNEL || !msg.payload) return;
+      for (const id of msg.payload.split(',')) this.wake(id);
+    });
+    client.on('error', () => this.lost(client));
+    client.on('end', () => this.lost(client));
+    await client.connect();
+    await client.query(`LISTEN ${TRANSFER_FINAL_CHANNEL}`);
+    this.client = client;
+  }
+
+  private lost(client: pg.Client): void {
+    if (this.client !== client || this.stopped) return;
+    this.client = undefined;
+    // Notifications sent while we were away are lost: wake everyone so they read the row again.
+    for (const id of [...this.waiters.keys()]) this.wake(id);
+    void this.reconnect();
+  }
+
+  private async reconnect(): Promise<void> {
+    while (!this.stopped && !this.client) {
+      await new Promise((r) => setTimeout(r, RECONNECT_DELAY_MS));
+      await this.start().catch(() => {});
+    }
+  }
+
+  /**
+   * Resolves when the transfer is announced final or the time is up, whichever comes first.
+   * Register before reading the row, so a notification between the read and the wait is not lost.
+   */
+  subscribe(id: string, timeoutMs: number): { done: Promise<void>; cancel: () => void } {
+    if (this.count >= LONG_POLL_WAITERS_MAX || !this.client) {
+      return { done: Promise.resolve(), cancel: () => {} };
+    }
+    let wake!: () => void;
+    const done = new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    const set = this.waiters.get(id) ?? new Set();
+    set.add(wake);
+    this.waiters.set(id, set);
+    this.count += 1;
+    const timer = setTimeout(() => cancel(), timeoutMs);
+    const cancel = () => {
+      clearTimeout(timer);
+      if (set.delete(wake)) this.count -= 1;
+      if (set.size === 0) this.waiters.delete(id);
+      wake();
+    };
+    void done.then(() => clearTimeout(timer));
+    return { done, cancel };
+  }
+
+  private wake(id: string): void {
+    const set = this.waiters.get(id);
+    if (!set) return;
+    this.waiters.delete(id);
+    this.count -= set.size;
+    for (const w of set) w();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const id of [...this.waiters.keys()]) this.wake(id);
+    await this.client?.end().catch(() => {});
+  }
+}

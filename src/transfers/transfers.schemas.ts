@@ -1,0 +1,58 @@
+// Request and response shapes of money movements, validated and documented from one source.
+import { z } from '@hono/zod-openapi';
+import { DESCRIPTION_LENGTH_MAX } from '../config/limits';
+import { AmountIn, AmountOut, Currency, Id } from '../http/schemas';
+import { FAILURE_CODES, TRANSFER_TYPES, apiStatus } from './transfers.status';
+import type { Transfer } from './transfers.repository';
+
+export const DepositBody = z
+  .strictObject({ account_id: Id, amount: AmountIn, currency: Currency })
+  .openapi('DepositRequest');
+export const WithdrawalBody = DepositBody.openapi('WithdrawalRequest');
+export const TransferBody = z
+  .strictObject({
+    from_account_id: Id,
+    to_account_id: Id,
+    amount: AmountIn,
+    currency: Currency,
+    description: z.string().max(DESCRIPTION_LENGTH_MAX).optional(),
+  })
+  .openapi('TransferRequest');
+export const ReversalBody = z
+  .strictObject({ amount: AmountIn.optional() })
+  .openapi('ReversalRequest');
+
+export const TransferOut = z
+  .object({
+    id: Id,
+    type: z.enum(TRANSFER_TYPES),
+    status: z.enum(['pending', 'completed', 'failed']),
+    failure_code: z.enum(FAILURE_CODES).nullable(),
+    amount: AmountOut,
+    currency: Currency,
+    from_account_id: Id.nullable(),
+    to_account_id: Id.nullable(),
+    description: z.string().nullable(),
+    reverses_transfer_id: Id.nullable(),
+    created_at: z.string(),
+    finished_at: z.string().nullable(),
+  })
+  .openapi('Transfer');
+export type TransferJson = z.infer<typeof TransferOut>;
+
+export function transferJson(t: Transfer): TransferJson {
+  return {
+    id: t.id,
+    type: t.type,
+    status: apiStatus(t.status),
+    failure_code: t.failureCode,
+    amount: t.amountMinor.toString(),
+    currency: t.currency,
+    from_account_id: t.fromAccountId,
+    to_account_id: t.toAccountId,
+    description: t.description,
+    reverses_transfer_id: t.reversesTransferId,
+    created_at: t.acceptedAt.toISOString(),
+    finished_at: t.finishedAt?.toISOString() ?? null,
+  };
+}
