@@ -2,6 +2,7 @@
 import type pg from 'pg';
 import type { SystemName } from '../ledger/plan';
 import { isUuid } from '../transfers/transfers.repository';
+import type { TransferType } from '../transfers/transfers.status';
 
 export type Account = {
   id: string;
@@ -73,7 +74,7 @@ export async function getAccount(pool: pg.Pool, id: string): Promise<Account | u
 
 export type EntryView = {
   transferId: string;
-  type: string;
+  type: TransferType;
   amountMinor: bigint;
   balanceAfterMinor: bigint;
   createdAt: Date;
@@ -90,7 +91,7 @@ export async function listEntries(
 ): Promise<{ entries: EntryView[]; more: boolean }> {
   const res = await pool.query<{
     transfer_id: string;
-    type: string;
+    type: TransferType;
     amount: string;
     balance_after: string;
     created_at: Date;

@@ -1,6 +1,11 @@
 // Parses the process environment once, with the defaults the design names.
 import { z } from 'zod';
-import { AMOUNT_MINOR_MAX_DEFAULT, PARTITIONS_MAX } from './limits';
+import {
+  AMOUNT_MINOR_MAX_DEFAULT,
+  PARTITIONS_MAX,
+  RATE_LIMIT_BURST_DEFAULT,
+  RATE_LIMIT_PER_SECOND_DEFAULT,
+} from './limits';
 
 const EnvSchema = z.object({
   DATABASE_URL: z.string().url().default('postgres://root@127.0.0.1:5432/ledgerline'),
@@ -17,6 +22,8 @@ const EnvSchema = z.object({
     .regex(/^[1-9][0-9]{0,17}$/)
     .transform((s) => BigInt(s))
     .default(AMOUNT_MINOR_MAX_DEFAULT),
+  RATE_LIMIT_PER_SECOND: z.coerce.number().int().min(1).default(RATE_LIMIT_PER_SECOND_DEFAULT),
+  RATE_LIMIT_BURST: z.coerce.number().int().min(1).default(RATE_LIMIT_BURST_DEFAULT),
 });
 
 export type Config = {
@@ -27,6 +34,7 @@ export type Config = {
   partitions: number;
   queuePrefix: string;
   amountMinorMax: bigint;
+  rateLimit: { perSecond: number; burst: number };
 };
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -46,5 +54,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     partitions: e.PARTITIONS,
     queuePrefix: e.QUEUE_PREFIX,
     amountMinorMax: e.MAX_AMOUNT,
+    rateLimit: { perSecond: e.RATE_LIMIT_PER_SECOND, burst: e.RATE_LIMIT_BURST },
   };
 }

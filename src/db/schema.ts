@@ -200,3 +200,10 @@ export const apiKeys = pgTable('api_keys', {
   createdAt: tstz('created_at').notNull().defaultNow(),
   revokedAt: tstz('revoked_at'),
 });
+
+/** One row per interest run: the run happens once per `as_of`, at one rate. */
+export const interestRuns = pgTable('interest_runs', {
+  asOf: text('as_of').primaryKey(),
+  annualRateBps: integer('annual_rate_bps').notNull(),
+  createdAt: tstz('created_at').notNull().defaultNow(),
+});

@@ -50,6 +50,7 @@ export async function createTestEnv(opts: { partitions?: number } = {}): Promise
     partitions: opts.partitions ?? 8,
     queuePrefix: `lltest_${suffix}`,
     amountMinorMax: AMOUNT_MINOR_MAX_DEFAULT,
+    rateLimit: { perSecond: 100_000, burst: 100_000 },
   };
   const pool = createPool(config.databaseUrl);
   const redis = createProducerConnection(config.redisUrl);

@@ -1,0 +1,144 @@
+// Administration: API keys, interest runs, reconciliation and the queue dashboard.
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { HonoAdapter } from '@bull-board/hono';
+import { serveStatic } from '@hono/node-server/serve-static';
+import { createRoute, z, type RouteHandler } from '@hono/zod-openapi';
+import { API_KEY_NAME_LENGTH_MAX, INTEREST_RATE_BPS_MAX } from '../config/limits';
+import { runInterest } from '../ledger/interest';
+import { reconcile } from '../ledger/reconcile';
+import { SCOPES, hashSecret, newSecret, requireScope, type AuthEnv } from './auth';
+import { ApiError } from './problem';
+import { BEARER, newRouter, type HttpDeps } from './router';
+import { problemResponses } from './schemas';
+
+const CreateKeyBody = z
+  .strictObject({
+    name: z.string().min(1).max(API_KEY_NAME_LENGTH_MAX),
+    scopes: z.array(z.enum(SCOPES)).min(1).max(SCOPES.length),
+  })
+  .openapi('CreateApiKeyRequest');
+const ApiKeyOut = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    scopes: z.array(z.enum(SCOPES)),
+    secret: z.string().openapi({ description: 'Shown once; only its hash is stored.' }),
+    created_at: z.string(),
+  })
+  .openapi('ApiKey');
+
+const InterestBody = z
+  .strictObject({
+    annual_rate_bps: z.number().int().min(0).max(INTEREST_RATE_BPS_MAX),
+    as_of: z.iso.date().openapi({ example: '2026-11-22' }),
+  })
+  .openapi('InterestRunRequest');
+const InterestOut = z
+  .object({
+    as_of: z.string(),
+    annual_rate_bps: z.number().int(),
+    transfers_submitted: z.number().int(),
+    transfers_already_done: z.number().int(),
+  })
+  .openapi('InterestRun');
+
+const ReconciliationOut = z
+  .object({
+    ok: z.boolean(),
+    accounts_checked: z.number().int(),
+    mismatches: z.array(z.record(z.string(), z.unknown())),
+    total: z.string(),
+    in_flight: z.object({ count: z.number().int(), amount: z.string() }),
+  })
+  .openapi('Reconciliation');
+
+export function adminRouter(deps: HttpDeps) {
+  const r = newRouter();
+
+  const createKey = createRoute({
+    method: 'post',
+    path: '/v1/api-keys',
+    summary: 'Create an API key (the secret is shown once)',
+    tags: ['admin'],
+    security: BEARER,
+    middleware: [requireScope('admin')] as const,
+    request: { body: { required: true, content: { 'application/json': { schema: CreateKeyBody } } } },
+    responses: {
+      201: { description: 'The key, with its secret', content: { 'application/json': { schema: ApiKeyOut } } },
+      ...problemResponses(400, 401, 403, 413, 429),
+    },
+  });
+  r.openapi(createKey, (async (c) => {
+    const b = c.req.valid('json');
+    const secret = newSecret();
+    const scopes = [...new Set(b.scopes)];
+    const res = await deps.pool.query<{ id: string; created_at: Date }>(
+      'INSERT INTO api_keys (name, secret_hash, scopes) VALUES ($1, $2, $3) RETURNING id, created_at',
+      [b.name, hashSecret(secret), scopes],
+    );
+    const row = res.rows[0]!;
+    return c.json({ id: row.id, name: b.name, scopes, secret, created_at: row.created_at.toISOString() }, 201);
+  }) as RouteHandler<typeof createKey, AuthEnv>);
+
+  const interest = createRoute({
+    method: 'post',
+    path: '/v1/interest-runs',
+    summary: 'Pay daily interest to every open account, once per as_of',
+    description:
+      'Each open customer account with a positive balance receives floor(balance × annual_rate_bps / 10,000 / 365) ' +
+      'from the interest system account. Posting again for the same as_of pays nobody twice and finishes a run that was cut short.',
+    tags: ['admin'],
+    security: BEARER,
+    middleware: [requireScope('admin')] as const,
+    request: { body: { required: true, content: { 'application/json': { schema: InterestBody } } } },
+    responses: {
+      202: { description: 'The run was submitted', content: { 'application/json': { schema: InterestOut } } },
+      ...problemResponses(400, 401, 403, 422, 429, 503),
+    },
+  });
+  r.openapi(interest, (async (c) => {
+    const b = c.req.valid('json');
+    if (deps.redis.status !== 'ready') throw new ApiError(503, 'unavailable', 'the queue (Redis) is unavailable');
+    const result = await runInterest(deps.pool, deps.submitter, { asOf: b.as_of, annualRateBps: b.annual_rate_bps });
+    if (result.kind === 'rate_conflict') {
+      throw new ApiError(422, 'validation_failed', `the run for ${b.as_of} was made at ${result.annualRateBps} bps`);
+    }
+    return c.json(
+      {
+        as_of: b.as_of,
+        annual_rate_bps: b.annual_rate_bps,
+        transfers_submitted: result.submitted,
+        transfers_already_done: result.alreadyDone,
+      },
+      202,
+    );
+  }) as RouteHandler<typeof interest, AuthEnv>);
+
+  const recon = createRoute({
+    method: 'get',
+    path: '/v1/reconciliation',
+    summary: 'Check the ledger invariants against the data',
+    tags: ['admin'],
+    security: BEARER,
+    middleware: [requireScope('admin')] as const,
+    responses: {
+      200: { description: 'The report', content: { 'application/json': { schema: ReconciliationOut } } },
+      ...problemResponses(401, 403, 429),
+    },
+  });
+  r.openapi(recon, (async (c) => c.json(await reconcile(deps.pool), 200)) as RouteHandler<typeof recon, AuthEnv>);
+
+  return r;
+}
+
+/** The BullMQ dashboard; the app puts admin authentication in front of it. */
+export function queueDashboard(deps: HttpDeps, basePath: string) {
+  const adapter = new HonoAdapter(serveStatic);
+  createBullBoard({
+    queues: Array.from({ length: deps.config.partitions }, (_, p) => new BullMQAdapter(deps.dispatcher.queue(p))),
+    serverAdapter: adapter,
+  });
+  adapter.setBasePath(basePath);
+  return adapter.registerPlugin();
+}

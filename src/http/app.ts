@@ -1,0 +1,87 @@
+// The Hono app: middleware, the routers per capability, error mapping to problem+json, docs.
+import { swaggerUI } from '@hono/swagger-ui';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import { accountsRouter } from '../accounts/accounts.routes';
+import { BODY_BYTES_MAX } from '../config/limits';
+import { transfersRouter } from '../transfers/transfers.routes';
+import { adminRouter, queueDashboard } from './admin.routes';
+import { authenticate, requireScope } from './auth';
+import { ApiError, problem } from './problem';
+import { rateLimit } from './rate-limit';
+import { newRouter, type HttpDeps } from './router';
+
+export const API_VERSION = '1.0.0';
+
+export function createApp(deps: HttpDeps) {
+  const app = newRouter();
+
+  app.use('*', deps.metrics.middleware);
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: BODY_BYTES_MAX,
+      onError: (c) => problem(c, 413, 'payload_too_large', `bodies are limited to ${BODY_BYTES_MAX} bytes`),
+    }),
+  );
+  for (const path of ['/v1/*', '/admin/*']) {
+    app.use(path, authenticate(deps.keys), rateLimit(deps.rateLimit));
+  }
+  app.use('/admin/*', requireScope('admin'));
+
+  app.get('/healthz', (c) => c.json({ ok: true }));
+  app.get('/readyz', async (c) => {
+    const [postgres, redis] = await Promise.all([
+      deps.pool.query('SELECT 1').then(
+        () => true,
+        () => false,
+      ),
+      deps.redis.status === 'ready'
+        ? deps.redis.ping().then(
+            () => true,
+            () => false,
+          )
+        : Promise.resolve(false),
+    ]);
+    const ok = postgres && redis;
+    return c.json({ ok, postgres, redis }, ok ? 200 : 503);
+  });
+  app.get('/metrics', async (c) =>
+    c.text(await deps.metrics.registry.metrics(), 200, { 'Content-Type': deps.metrics.registry.contentType }),
+  );
+
+  app.route('/', accountsRouter(deps));
+  app.route('/', transfersRouter(deps));
+  app.route('/', adminRouter(deps));
+  app.route('/admin/queues', queueDashboard(deps, '/admin/queues'));
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'Ledgerline',
+      version: API_VERSION,
+      description:
+        'Queue-serialized transfer processor. Money movements answer 202 once recorded in PostgreSQL; ' +
+        'poll or long-poll GET /v1/transfers/{id}?wait=S for the outcome. Amounts are strings of minor units.',
+    },
+  });
+  app.get('/docs', swaggerUI({ url: '/openapi.json' }));
+
+  app.notFound((c) => problem(c, 404, 'not_found', `no route for ${c.req.method} ${c.req.path}`));
+  app.onError((err, c) => {
+    if (err instanceof ApiError) {
+      const res = problem(c, err.status, err.code, err.detail, err.issues);
+      for (const [k, v] of Object.entries(err.headers ?? {})) res.headers.set(k, v);
+      return res;
+    }
+    if (err instanceof HTTPException) {
+      // Hono's own: malformed JSON, a wrong Content-Type and the like.
+      if (err.status === 413) return problem(c, 413, 'payload_too_large');
+      if (err.status < 500) return problem(c, 400, 'validation_failed', err.message || 'malformed request');
+    }
+    console.error(`${c.req.method} ${c.req.path}: ${(err as Error).stack ?? String(err)}`);
+    return problem(c, 500, 'internal_error');
+  });
+  return app;
+}

@@ -1,0 +1,54 @@
+// Prometheus metrics for the web process: requests, latencies, submissions and queue depths.
+import type { MiddlewareHandler } from 'hono';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Dispatcher } from '../queue/queues';
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics(opts: { dispatcher: Dispatcher; partitions: number }) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const requests = new Counter({
+    name: 'ledgerline_http_requests_total',
+    help: 'HTTP requests by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'ledgerline_http_request_duration_seconds',
+    help: 'HTTP request latency by route',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const submissions = new Counter({
+    name: 'ledgerline_submissions_total',
+    help: 'Money-movement submissions by type and result (accepted, replayed, reused)',
+    labelNames: ['type', 'result'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'ledgerline_queue_jobs',
+    help: 'Jobs per partition queue and state, read at scrape time',
+    labelNames: ['partition', 'state'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      await Promise.all(
+        Array.from({ length: opts.partitions }, async (_, p) => {
+          const counts = await opts.dispatcher.queue(p).getJobCounts('waiting', 'active', 'delayed', 'failed');
+          for (const [state, n] of Object.entries(counts)) this.set({ partition: String(p), state }, n);
+        }),
+      );
+    },
+  });
+
+  const middleware: MiddlewareHandler = async function measure(c, next) {
+    const end = duration.startTimer();
+    await next();
+    const route = c.req.routePath || 'unmatched';
+    end({ method: c.req.method, route });
+    requests.inc({ method: c.req.method, route, status: String(c.res.status) });
+  };
+  return { registry, middleware, submissions };
+}

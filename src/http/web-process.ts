@@ -1,0 +1,64 @@
+// A web process: the app wired to PostgreSQL, Redis and the long-poll listener, served over HTTP.
+import { serve, type ServerType } from '@hono/node-server';
+import type { Config } from '../config/env';
+import { createPool } from '../db/db';
+import { createProducerConnection, Dispatcher } from '../queue/queues';
+import { Submitter } from '../transfers/submit';
+import { TransferWaiter } from '../transfers/transfer-waiter';
+import { createApp } from './app';
+import { KeyStore } from './auth';
+import { createMetrics } from './metrics';
+import type { HttpDeps } from './router';
+
+export type WebProcess = {
+  deps: HttpDeps;
+  app: ReturnType<typeof createApp>;
+  listen: (port: number) => Promise<number>;
+  stop: () => Promise<void>;
+};
+
+export async function createWebProcess(config: Config): Promise<WebProcess> {
+  const pool = createPool(config.databaseUrl);
+  const redis = createProducerConnection(config.redisUrl);
+  const dispatcher = new Dispatcher(redis, config.queuePrefix);
+  const submitter = new Submitter({
+    pool,
+    dispatcher,
+    partitions: config.partitions,
+    onEnqueueError: (err) => console.warn(`enqueue failed, the sweep will re-drive: ${err.message}`),
+  });
+  const waiter = new TransferWaiter(config.databaseUrl);
+  await waiter.start();
+  const deps: HttpDeps = {
+    config,
+    pool,
+    redis,
+    dispatcher,
+    submitter,
+    waiter,
+    keys: new KeyStore(pool, config.adminApiKey),
+    metrics: createMetrics({ dispatcher, partitions: config.partitions }),
+    rateLimit: config.rateLimit,
+  };
+  const app = createApp(deps);
+  let server: ServerType | undefined;
+
+  return {
+    deps,
+    app,
+    listen: (port) =>
+      new Promise((resolve) => {
+        server = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }, (info) => resolve(info.port));
+      }),
+    async stop() {
+      await waiter.stop();
+      if (server) {
+        const s = server;
+        await new Promise<void>((resolve) => s.close(() => resolve()));
+      }
+      await dispatcher.close();
+      redis.disconnect();
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,276 @@
+// Money movements: deposits, withdrawals, transfers and reversals (202 + poll), and reads.
+import { createRoute, z, type RouteHandler } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { IDEMPOTENCY_KEY_LENGTH_MAX, WAIT_SECONDS_MAX } from '../config/limits';
+import { requireScope, type AuthEnv } from '../http/auth';
+import { ApiError } from '../http/problem';
+import { BEARER, newRouter, type HttpDeps } from '../http/router';
+import { IdParam, IdempotencyHeader, problemResponses } from '../http/schemas';
+import { parseAmount } from '../shared/money';
+import type { Command, SubmitResult } from './submit';
+import { getTransfer, isUuid, type Transfer } from './transfers.repository';
+import {
+  DepositBody,
+  ReversalBody,
+  TransferBody,
+  TransferOut,
+  WithdrawalBody,
+  transferJson,
+} from './transfers.schemas';
+import { isFinal } from './transfers.status';
+
+const PRINTABLE = /^[\x20-\x7e]+$/;
+
+const accepted = {
+  202: {
+    description: 'Accepted: recorded durably, applied asynchronously. Poll the Location.',
+    content: { 'application/json': { schema: TransferOut } },
+  },
+  200: {
+    description: 'A replay of an earlier request with the same Idempotency-Key and body.',
+    content: { 'application/json': { schema: TransferOut } },
+  },
+  ...problemResponses(400, 401, 403, 404, 413, 422, 429, 503),
+};
+
+function moneyRoute<B extends z.ZodType>(path: string, summary: string, body: B) {
+  return createRoute({
+    method: 'post',
+    path,
+    summary,
+    tags: ['transfers'],
+    security: BEARER,
+    middleware: [requireScope('transfers:write')] as const,
+    request: {
+      headers: IdempotencyHeader,
+      body: { required: true, content: { 'application/json': { schema: body } } },
+    },
+    responses: accepted,
+  });
+}
+
+export function idempotencyKeyOf(c: Context): string {
+  const key = c.req.header('idempotency-key');
+  if (key === undefined || key === '') {
+    throw new ApiError(400, 'idempotency_key_missing', 'money movements need an Idempotency-Key header');
+  }
+  if (key.length > IDEMPOTENCY_KEY_LENGTH_MAX || !PRINTABLE.test(key)) {
+    throw new ApiError(400, 'validation_failed', 'Idempotency-Key must be 1-255 printable ASCII characters', [
+      { path: 'Idempotency-Key', message: 'invalid' },
+    ]);
+  }
+  return key;
+}
+
+/**
+ * JSON numbers lose their spelling when parsed: `1e3` and `1000.0` both become 1000. The API
+ * promises to reject exponents and fractions, so the raw text is checked too.
+ */
+async function rejectNonIntegerAmountLiterals(c: Context): Promise<void> {
+  const raw = await c.req.text();
+  if (/"amount"\s*:\s*-?[0-9]*(?:\.[0-9]*)?[eE.]/.test(raw)) {
+    throw new ApiError(400, 'validation_failed', 'amount must be an integer of minor units', [
+      { path: 'amount', message: 'no fractions or exponents' },
+    ]);
+  }
+}
+
+function amountOf(deps: HttpDeps, value: string | number): bigint {
+  const parsed = parseAmount(value, deps.config.amountMinorMax);
+  if (!parsed.ok) {
+    throw new ApiError(
+      parsed.reason === 'above_max' ? 422 : 400,
+      'validation_failed',
+      parsed.reason === 'above_max' ? `amount is above the maximum of ${deps.config.amountMinorMax}` : 'amount is not a positive integer',
+      [{ path: 'amount', message: parsed.reason }],
+    );
+  }
+  return parsed.amountMinor;
+}
+
+function requireQueue(deps: HttpDeps): void {
+  // Fail fast before recording anything: a 503 is better than a request hanging on Redis.
+  if (deps.redis.status !== 'ready') {
+    throw new ApiError(503, 'unavailable', 'the queue (Redis) is unavailable; retry with the same Idempotency-Key', undefined, {
+      'Retry-After': '1',
+    });
+  }
+}
+
+function respond(c: Context<AuthEnv>, deps: HttpDeps, type: string, result: SubmitResult) {
+  deps.metrics.submissions.inc({ type, result: result.kind });
+  switch (result.kind) {
+    case 'accepted':
+    case 'replayed': {
+      const headers: Record<string, string> = { Location: `/v1/transfers/${result.transfer.id}` };
+      if (result.kind === 'replayed') headers['Idempotent-Replayed'] = 'true';
+      return c.json(transferJson(result.transfer), result.kind === 'accepted' ? 202 : 200, headers);
+    }
+    case 'idempotency_key_reused':
+      throw new ApiError(422, 'idempotency_key_reused', 'this Idempotency-Key was used with a different request');
+  }
+}
+
+async function submitOne(c: Context<AuthEnv>, deps: HttpDeps, command: Omit<Command, 'idempotencyScope' | 'idempotencyKey'>) {
+  const idempotencyKey = idempotencyKeyOf(c);
+  requireQueue(deps);
+  let result: SubmitResult;
+  try {
+    [result] = (await deps.submitter.submit([
+      { ...command, idempotencyScope: c.get('principal').keyId, idempotencyKey },
+    ])) as [SubmitResult];
+  } catch (err) {
+    throw unavailable(err);
+  }
+  return respond(c, deps, command.type, result);
+}
+
+function unavailable(err: unknown): ApiError {
+  if (err instanceof ApiError) return err;
+  console.error(`submission failed: ${(err as Error).message}`);
+  return new ApiError(503, 'unavailable', 'the ledger database is unavailable; retry with the same Idempotency-Key', undefined, {
+    'Retry-After': '1',
+  });
+}
+
+export function transfersRouter(deps: HttpDeps) {
+  const r = newRouter();
+
+  r.openapi(moneyRoute('/v1/deposits', 'Deposit money into an account', DepositBody), (async (c) => {
+    await rejectNonIntegerAmountLiterals(c);
+    const b = c.req.valid('json');
+    return submitOne(c, deps, {
+      type: 'deposit',
+      fromAccountId: null,
+      toAccountId: b.account_id.toLowerCase(),
+      amountMinor: amountOf(deps, b.amount),
+      currency: b.currency,
+    });
+  }) as RouteHandler<ReturnType<typeof moneyRoute<typeof DepositBody>>, AuthEnv>);
+
+  r.openapi(moneyRoute('/v1/withdrawals', 'Withdraw money from an account', WithdrawalBody), (async (c) => {
+    await rejectNonIntegerAmountLiterals(c);
+    const b = c.req.valid('json');
+    return submitOne(c, deps, {
+      type: 'withdrawal',
+      fromAccountId: b.account_id.toLowerCase(),
+      toAccountId: null,
+      amountMinor: amountOf(deps, b.amount),
+      currency: b.currency,
+    });
+  }) as RouteHandler<ReturnType<typeof moneyRoute<typeof WithdrawalBody>>, AuthEnv>);
+
+  r.openapi(moneyRoute('/v1/transfers', 'Transfer money between two accounts', TransferBody), (async (c) => {
+    await rejectNonIntegerAmountLiterals(c);
+    const b = c.req.valid('json');
+    const from = b.from_account_id.toLowerCase();
+    const to = b.to_account_id.toLowerCase();
+    if (from === to) {
+      throw new ApiError(422, 'validation_failed', 'source and destination are the same account', [
+        { path: 'to_account_id', message: 'must differ from from_account_id' },
+      ]);
+    }
+    return submitOne(c, deps, {
+      type: 'transfer',
+      fromAccountId: from,
+      toAccountId: to,
+      amountMinor: amountOf(deps, b.amount),
+      currency: b.currency,
+      description: b.description ?? null,
+    });
+  }) as RouteHandler<ReturnType<typeof moneyRoute<typeof TransferBody>>, AuthEnv>);
+
+  const reversal = createRoute({
+    method: 'post',
+    path: '/v1/transfers/{id}/reversals',
+    summary: 'Reverse a completed transfer, fully or in part',
+    description:
+      'Creates a new transfer of type reversal, from the original destination back to its source. ' +
+      'Without an amount, reverses what is left; the reversals of one transfer never add up to more than it moved. ' +
+      'Like any transfer, it may fail with insufficient_funds.',
+    tags: ['transfers'],
+    security: BEARER,
+    middleware: [requireScope('transfers:write')] as const,
+    request: {
+      params: IdParam,
+      headers: IdempotencyHeader,
+      body: { required: false, content: { 'application/json': { schema: ReversalBody } } },
+    },
+    responses: accepted,
+  });
+  r.openapi(reversal, (async (c) => {
+    await rejectNonIntegerAmountLiterals(c);
+    const { id } = c.req.valid('param');
+    const b = c.req.valid('json') ?? {};
+    const idempotencyKey = idempotencyKeyOf(c);
+    const amountMinor = b.amount === undefined ? null : amountOf(deps, b.amount);
+    if (!isUuid(id)) throw new ApiError(404, 'not_found', 'no such transfer');
+    requireQueue(deps);
+    let result;
+    try {
+      result = await deps.submitter.submitReversal({
+        originalId: id.toLowerCase(),
+        amountMinor,
+        idempotencyScope: c.get('principal').keyId,
+        idempotencyKey,
+      });
+    } catch (err) {
+      throw unavailable(err);
+    }
+    if (result.kind === 'not_found') throw new ApiError(404, 'not_found', 'no such transfer');
+    if (result.kind === 'not_reversible') throw new ApiError(422, 'validation_failed', result.detail);
+    return respond(c, deps, 'reversal', result);
+  }) as RouteHandler<typeof reversal, AuthEnv>);
+
+  const get = createRoute({
+    method: 'get',
+    path: '/v1/transfers/{id}',
+    summary: 'Read a transfer; with wait, hold until it is final',
+    tags: ['transfers'],
+    security: BEARER,
+    middleware: [requireScope('read')] as const,
+    request: {
+      params: IdParam,
+      query: z.strictObject({
+        wait: z.coerce
+          .number()
+          .min(0)
+          .max(WAIT_SECONDS_MAX)
+          .optional()
+          .openapi({ description: `Seconds to hold the request until the transfer is final (max ${WAIT_SECONDS_MAX}).` }),
+      }),
+    },
+    responses: {
+      200: { description: 'The transfer', content: { 'application/json': { schema: TransferOut } } },
+      ...problemResponses(400, 401, 403, 404, 429),
+    },
+  });
+  r.openapi(get, (async (c) => {
+    const { id } = c.req.valid('param');
+    const { wait } = c.req.valid('query');
+    let transfer = await findTransfer(deps, id);
+    if (wait && !isFinal(transfer.status)) {
+      const sub = deps.waiter.subscribe(transfer.id, wait * 1000);
+      const aborted = () => sub.cancel();
+      c.req.raw.signal?.addEventListener('abort', aborted);
+      // Read again after subscribing: it may have finished in between.
+      transfer = await findTransfer(deps, id);
+      if (isFinal(transfer.status)) sub.cancel();
+      else {
+        await sub.done;
+        transfer = await findTransfer(deps, id);
+      }
+      c.req.raw.signal?.removeEventListener('abort', aborted);
+    }
+    return c.json(transferJson(transfer), 200);
+  }) as RouteHandler<typeof get, AuthEnv>);
+
+  return r;
+}
+
+async function findTransfer(deps: HttpDeps, id: string): Promise<Transfer> {
+  const t = await getTransfer(deps.pool, id.toLowerCase());
+  if (!t) throw new ApiError(404, 'not_found', 'no such transfer');
+  return t;
+}
+
