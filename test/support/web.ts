@@ -1,0 +1,38 @@
+// The web process for a test environment, called through app.request() or over real HTTP.
+import type { Config } from '../../src/config/env';
+import { createWebProcess, type WebProcess } from '../../src/http/web-process';
+import type { TestEnv } from './test-env';
+
+export async function createTestWeb(env: TestEnv, overrides: Partial<Config> = {}): Promise<WebProcess> {
+  return createWebProcess({ ...env.config, ...overrides });
+}
+
+export type Call = (
+  method: string,
+  path: string,
+  opts?: { body?: unknown; rawBody?: string; key?: string | null; idem?: string; headers?: Record<string, string> },
+) => Promise<{ status: number; headers: Headers; json: any }>;
+
+/** Calls the app in process; `key: null` sends no Authorization header. */
+export function caller(web: WebProcess, defaultKey: string): Call {
+  return async (method, path, opts = {}) => {
+    const headers: Record<string, string> = { ...opts.headers };
+    const key = opts.key === undefined ? defaultKey : opts.key;
+    if (key !== null) headers.authorization = `Bearer ${key}`;
+    if (opts.idem !== undefined) headers['idempotency-key'] = opts.idem;
+    let body: string | undefined;
+    if (opts.rawBody !== undefined || opts.body !== undefined) {
+      headers['content-type'] ??= 'application/json';
+      body = opts.rawBody ?? JSON.stringify(opts.body);
+    }
+    const res = await web.app.request(path, { method, headers, body });
+    const text = await res.text();
+    let json: unknown = text;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      // Not JSON: metrics, docs pages.
+    }
+    return { status: res.status, headers: res.headers, json };
+  };
+}
