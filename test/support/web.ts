@@ -13,8 +13,14 @@ export type Call = (
   opts?: { body?: unknown; rawBody?: string; key?: string | null; idem?: string; headers?: Record<string, string> },
 ) => Promise<{ status: number; headers: Headers; json: any }>;
 
-/** Calls the app in process; `key: null` sends no Authorization header. */
-export function caller(web: WebProcess, defaultKey: string): Call {
+type Fetcher = (path: string, init: RequestInit) => Promise<Response>;
+
+/** Calls the app in process (a WebProcess) or over HTTP (a base URL); `key: null` sends none. */
+export function caller(target: WebProcess | string, defaultKey: string): Call {
+  const fetcher: Fetcher =
+    typeof target === 'string'
+      ? (path, init) => fetch(`${target}${path}`, init)
+      : (path, init) => Promise.resolve(target.app.request(path, init));
   return async (method, path, opts = {}) => {
     const headers: Record<string, string> = { ...opts.headers };
     const key = opts.key === undefined ? defaultKey : opts.key;
@@ -25,7 +31,7 @@ export function caller(web: WebProcess, defaultKey: string): Call {
       headers['content-type'] ??= 'application/json';
       body = opts.rawBody ?? JSON.stringify(opts.body);
     }
-    const res = await web.app.request(path, { method, headers, body });
+    const res = await fetcher(path, { method, headers, body });
     const text = await res.text();
     let json: unknown = text;
     try {
