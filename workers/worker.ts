@@ -25,7 +25,9 @@ runMain(async () => {
   const shutdown = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    console.log(`ledgerline worker ${worker.id}: ${signal}, finishing batches and releasing leases`);
+    console.log(
+      `ledgerline worker ${worker.id}: ${signal}, finishing batches and releasing leases`,
+    );
     worker.stop().then(
       () => process.exit(0),
       (err: Error) => {

@@ -1,7 +1,7 @@
 // Accounts: open one, read its balance, page through its ledger history.
-import { createRoute, type RouteHandler } from '@hono/zod-openapi';
+import { createRoute } from '@hono/zod-openapi';
 import { PAGE_SIZE_DEFAULT } from '../config/limits';
-import { requireScope, type AuthEnv } from '../http/auth';
+import { requireScope } from '../http/auth';
 import { ApiError } from '../http/problem';
 import { BEARER, newRouter, type HttpDeps } from '../http/router';
 import { IdParam, PageQuery, problemResponses } from '../http/schemas';
@@ -17,7 +17,9 @@ function encodeCursor(version: bigint): string {
 function decodeCursor(cursor: string): bigint {
   const text = Buffer.from(cursor, 'base64url').toString('utf8');
   if (!/^v[1-9][0-9]{0,18}$/.test(text)) {
-    throw new ApiError(400, 'validation_failed', 'cursor is not one this API returned', [{ path: 'cursor', message: 'invalid' }]);
+    throw new ApiError(400, 'validation_failed', 'cursor is not one this API returned', [
+      { path: 'cursor', message: 'invalid' },
+    ]);
   }
   return BigInt(text.slice(1));
 }
@@ -32,25 +34,36 @@ export function accountsRouter(deps: HttpDeps) {
     tags: ['accounts'],
     security: BEARER,
     middleware: [requireScope('accounts:write')] as const,
-    request: { body: { required: true, content: { 'application/json': { schema: CreateAccountBody } } } },
+    request: {
+      body: { required: true, content: { 'application/json': { schema: CreateAccountBody } } },
+    },
     responses: {
-      201: { description: 'The new account', content: { 'application/json': { schema: AccountOut } } },
+      201: {
+        description: 'The new account',
+        content: { 'application/json': { schema: AccountOut } },
+      },
       ...problemResponses(400, 401, 403, 413, 422, 429, 503),
     },
   });
-  r.openapi(create, (async (c) => {
+  r.openapi(create, async (c) => {
     const b = c.req.valid('json');
     let overdraftLimit = 0n;
     if (b.overdraft_limit !== undefined && b.overdraft_limit !== '0' && b.overdraft_limit !== 0) {
       const parsed = parseAmount(b.overdraft_limit, deps.config.amountMinorMax);
       if (!parsed.ok) {
-        throw new ApiError(422, 'validation_failed', 'overdraft_limit is out of range', [{ path: 'overdraft_limit', message: parsed.reason }]);
+        throw new ApiError(422, 'validation_failed', 'overdraft_limit is out of range', [
+          { path: 'overdraft_limit', message: parsed.reason },
+        ]);
       }
       overdraftLimit = parsed.amountMinor;
     }
-    const account = await createAccount(deps.pool, { holder: b.holder, currency: b.currency, overdraftLimit });
+    const account = await createAccount(deps.pool, {
+      holder: b.holder,
+      currency: b.currency,
+      overdraftLimit,
+    });
     return c.json(accountJson(account), 201, { Location: `/v1/accounts/${account.id}` });
-  }) as RouteHandler<typeof create, AuthEnv>);
+  });
 
   const get = createRoute({
     method: 'get',
@@ -65,11 +78,11 @@ export function accountsRouter(deps: HttpDeps) {
       ...problemResponses(401, 403, 404, 429),
     },
   });
-  r.openapi(get, (async (c) => {
+  r.openapi(get, async (c) => {
     const account = await getAccount(deps.pool, c.req.valid('param').id.toLowerCase());
     if (!account) throw new ApiError(404, 'not_found', 'no such account');
     return c.json(accountJson(account), 200);
-  }) as RouteHandler<typeof get, AuthEnv>);
+  });
 
   const entries = createRoute({
     method: 'get',
@@ -80,11 +93,14 @@ export function accountsRouter(deps: HttpDeps) {
     middleware: [requireScope('read')] as const,
     request: { params: IdParam, query: PageQuery },
     responses: {
-      200: { description: 'A page of entries', content: { 'application/json': { schema: EntriesPage } } },
+      200: {
+        description: 'A page of entries',
+        content: { 'application/json': { schema: EntriesPage } },
+      },
       ...problemResponses(400, 401, 403, 404, 429),
     },
   });
-  r.openapi(entries, (async (c) => {
+  r.openapi(entries, async (c) => {
     const id = c.req.valid('param').id.toLowerCase();
     const { limit, cursor } = c.req.valid('query');
     const beforeVersion = cursor === undefined ? null : decodeCursor(cursor);
@@ -110,7 +126,7 @@ export function accountsRouter(deps: HttpDeps) {
       },
       200,
     );
-  }) as RouteHandler<typeof entries, AuthEnv>);
+  });
 
   return r;
 }

@@ -21,17 +21,25 @@ runMain(async () => {
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(config.port) };
   if (!config.adminApiKey) {
     env.ADMIN_API_KEY = `llk_admin_${randomBytes(24).toString('base64url')}`;
-    console.log(`ledgerline: ADMIN_API_KEY was not set; generated for this run:\n\n  ${env.ADMIN_API_KEY}\n`);
+    console.log(
+      `ledgerline: ADMIN_API_KEY was not set; generated for this run:\n\n  ${env.ADMIN_API_KEY}\n`,
+    );
   }
-  console.log(`ledgerline: starting the Procfile's processes (API on http://127.0.0.1:${config.port})`);
+  console.log(
+    `ledgerline: starting the Procfile's processes (API on http://127.0.0.1:${config.port})`,
+  );
 
   // foreman (nf) runs every Procfile line and stops them all when one exits or on Ctrl-C.
   const nf = createRequire(import.meta.url).resolve('foreman/nf.js');
-  const child = spawn(process.execPath, [nf, 'start', '--procfile', 'Procfile', '--port', String(config.port)], {
-    cwd: ROOT,
-    env,
-    stdio: 'inherit',
-  });
+  const child = spawn(
+    process.execPath,
+    [nf, 'start', '--procfile', 'Procfile', '--port', String(config.port)],
+    {
+      cwd: ROOT,
+      env,
+      stdio: 'inherit',
+    },
+  );
   // Ctrl-C reaches the whole process group; a signal sent to this process alone is passed on.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.on(signal, () => child.kill(signal));

@@ -8,7 +8,9 @@ runMain(async () => {
   await checkPostgres(config.databaseUrl);
   for (const warning of await checkRedis(config.redisUrl)) console.warn(`ledgerline: ${warning}`);
   if (!config.adminApiKey) {
-    console.warn('ledgerline: ADMIN_API_KEY is not set; only keys made with POST /v1/api-keys work');
+    console.warn(
+      'ledgerline: ADMIN_API_KEY is not set; only keys made with POST /v1/api-keys work',
+    );
   }
   const web = await createWebProcess(config);
   const port = await web.listen(config.port);

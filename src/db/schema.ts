@@ -37,10 +37,16 @@ export const accounts = pgTable(
     status: text('status', { enum: ['open', 'closed'] })
       .notNull()
       .default('open'),
-    overdraftLimit: money('overdraft_limit').notNull().default(sql`0`),
-    balance: money('balance').notNull().default(sql`0`),
+    overdraftLimit: money('overdraft_limit')
+      .notNull()
+      .default(sql`0`),
+    balance: money('balance')
+      .notNull()
+      .default(sql`0`),
     /** The per-account entry sequence: the `account_version` of the newest ledger entry. */
-    version: bigint('version', { mode: 'bigint' }).notNull().default(sql`0`),
+    version: bigint('version', { mode: 'bigint' })
+      .notNull()
+      .default(sql`0`),
     createdAt: tstz('created_at').notNull().defaultNow(),
   },
   (t) => [
@@ -48,10 +54,7 @@ export const accounts = pgTable(
     check('accounts_balance_floor', sql`${t.balance} >= -${t.overdraftLimit}`),
     check('accounts_overdraft_nonnegative', sql`${t.overdraftLimit} >= 0`),
     check('accounts_currency_iso', sql`${t.currency} ~ '^[A-Z]{3}$'`),
-    check(
-      'accounts_system_named',
-      sql`(${t.kind} = 'system') = (${t.systemName} IS NOT NULL)`,
-    ),
+    check('accounts_system_named', sql`(${t.kind} = 'system') = (${t.systemName} IS NOT NULL)`),
     uniqueIndex('accounts_system_per_currency')
       .on(t.systemName, t.currency)
       .where(sql`${t.systemName} IS NOT NULL`),
@@ -66,8 +69,12 @@ export const systemBalances = pgTable(
       .notNull()
       .references(() => accounts.id),
     partition: integer('partition').notNull(),
-    balance: money('balance').notNull().default(sql`0`),
-    version: bigint('version', { mode: 'bigint' }).notNull().default(sql`0`),
+    balance: money('balance')
+      .notNull()
+      .default(sql`0`),
+    version: bigint('version', { mode: 'bigint' })
+      .notNull()
+      .default(sql`0`),
   },
   (t) => [primaryKey({ columns: [t.accountId, t.partition] })],
 );
@@ -112,7 +119,10 @@ export const transfers = pgTable(
       'transfers_failed_has_code',
       sql`(${t.status} <> 'failed') OR (${t.failureCode} IS NOT NULL)`,
     ),
-    check('transfers_completed_no_code', sql`(${t.status} <> 'completed') OR (${t.failureCode} IS NULL)`),
+    check(
+      'transfers_completed_no_code',
+      sql`(${t.status} <> 'completed') OR (${t.failureCode} IS NULL)`,
+    ),
     unique('transfers_idempotency').on(t.idempotencyScope, t.idempotencyKey),
     // The sweep's three questions, each answered by a small partial index.
     index('transfers_sweep_accepted')
@@ -124,7 +134,9 @@ export const transfers = pgTable(
     index('transfers_sweep_refund')
       .on(t.srcPartition, t.debitedAt)
       .where(sql`${t.status} = 'debited' AND ${t.failureCode} IS NOT NULL`),
-    index('transfers_reverses').on(t.reversesTransferId).where(sql`${t.reversesTransferId} IS NOT NULL`),
+    index('transfers_reverses')
+      .on(t.reversesTransferId)
+      .where(sql`${t.reversesTransferId} IS NOT NULL`),
   ],
 );
 
@@ -176,12 +188,16 @@ export const ledgerEntries = pgTable(
 /** Partition ownership: an expiring lease plus a fencing epoch bumped on every claim. */
 export const partitions = pgTable('partitions', {
   id: integer('id').primaryKey(),
-  epoch: bigint('epoch', { mode: 'bigint' }).notNull().default(sql`0`),
+  epoch: bigint('epoch', { mode: 'bigint' })
+    .notNull()
+    .default(sql`0`),
   owner: text('owner'),
   leaseExpiresAt: tstz('lease_expires_at'),
   heartbeatAt: tstz('heartbeat_at'),
   /** The last apply sequence used; the next applied leg gets apply_seq + 1. */
-  applySeq: bigint('apply_seq', { mode: 'bigint' }).notNull().default(sql`0`),
+  applySeq: bigint('apply_seq', { mode: 'bigint' })
+    .notNull()
+    .default(sql`0`),
 });
 
 /** Live worker processes, so each can take its fair share of partitions. */

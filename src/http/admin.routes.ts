@@ -3,11 +3,11 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
-import { createRoute, z, type RouteHandler } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import { API_KEY_NAME_LENGTH_MAX, INTEREST_RATE_BPS_MAX } from '../config/limits';
 import { runInterest } from '../ledger/interest';
 import { reconcile } from '../ledger/reconcile';
-import { SCOPES, hashSecret, newSecret, requireScope, type AuthEnv } from './auth';
+import { SCOPES, hashSecret, newSecret, requireScope } from './auth';
 import { ApiError } from './problem';
 import { BEARER, newRouter, type HttpDeps } from './router';
 import { problemResponses } from './schemas';
@@ -63,13 +63,18 @@ export function adminRouter(deps: HttpDeps) {
     tags: ['admin'],
     security: BEARER,
     middleware: [requireScope('admin')] as const,
-    request: { body: { required: true, content: { 'application/json': { schema: CreateKeyBody } } } },
+    request: {
+      body: { required: true, content: { 'application/json': { schema: CreateKeyBody } } },
+    },
     responses: {
-      201: { description: 'The key, with its secret', content: { 'application/json': { schema: ApiKeyOut } } },
+      201: {
+        description: 'The key, with its secret',
+        content: { 'application/json': { schema: ApiKeyOut } },
+      },
       ...problemResponses(400, 401, 403, 413, 429),
     },
   });
-  r.openapi(createKey, (async (c) => {
+  r.openapi(createKey, async (c) => {
     const b = c.req.valid('json');
     const secret = newSecret();
     const scopes = [...new Set(b.scopes)];
@@ -78,8 +83,11 @@ export function adminRouter(deps: HttpDeps) {
       [b.name, hashSecret(secret), scopes],
     );
     const row = res.rows[0]!;
-    return c.json({ id: row.id, name: b.name, scopes, secret, created_at: row.created_at.toISOString() }, 201);
-  }) as RouteHandler<typeof createKey, AuthEnv>);
+    return c.json(
+      { id: row.id, name: b.name, scopes, secret, created_at: row.created_at.toISOString() },
+      201,
+    );
+  });
 
   const interest = createRoute({
     method: 'post',
@@ -91,18 +99,31 @@ export function adminRouter(deps: HttpDeps) {
     tags: ['admin'],
     security: BEARER,
     middleware: [requireScope('admin')] as const,
-    request: { body: { required: true, content: { 'application/json': { schema: InterestBody } } } },
+    request: {
+      body: { required: true, content: { 'application/json': { schema: InterestBody } } },
+    },
     responses: {
-      202: { description: 'The run was submitted', content: { 'application/json': { schema: InterestOut } } },
+      202: {
+        description: 'The run was submitted',
+        content: { 'application/json': { schema: InterestOut } },
+      },
       ...problemResponses(400, 401, 403, 422, 429, 503),
     },
   });
-  r.openapi(interest, (async (c) => {
+  r.openapi(interest, async (c) => {
     const b = c.req.valid('json');
-    if (deps.redis.status !== 'ready') throw new ApiError(503, 'unavailable', 'the queue (Redis) is unavailable');
-    const result = await runInterest(deps.pool, deps.submitter, { asOf: b.as_of, annualRateBps: b.annual_rate_bps });
+    if (deps.redis.status !== 'ready')
+      throw new ApiError(503, 'unavailable', 'the queue (Redis) is unavailable');
+    const result = await runInterest(deps.pool, deps.submitter, {
+      asOf: b.as_of,
+      annualRateBps: b.annual_rate_bps,
+    });
     if (result.kind === 'rate_conflict') {
-      throw new ApiError(422, 'validation_failed', `the run for ${b.as_of} was made at ${result.annualRateBps} bps`);
+      throw new ApiError(
+        422,
+        'validation_failed',
+        `the run for ${b.as_of} was made at ${result.annualRateBps} bps`,
+      );
     }
     return c.json(
       {
@@ -113,7 +134,7 @@ export function adminRouter(deps: HttpDeps) {
       },
       202,
     );
-  }) as RouteHandler<typeof interest, AuthEnv>);
+  });
 
   const recon = createRoute({
     method: 'get',
@@ -123,11 +144,14 @@ export function adminRouter(deps: HttpDeps) {
     security: BEARER,
     middleware: [requireScope('admin')] as const,
     responses: {
-      200: { description: 'The report', content: { 'application/json': { schema: ReconciliationOut } } },
+      200: {
+        description: 'The report',
+        content: { 'application/json': { schema: ReconciliationOut } },
+      },
       ...problemResponses(401, 403, 429),
     },
   });
-  r.openapi(recon, (async (c) => c.json(await reconcile(deps.pool), 200)) as RouteHandler<typeof recon, AuthEnv>);
+  r.openapi(recon, async (c) => c.json(await reconcile(deps.pool), 200));
 
   return r;
 }
@@ -136,7 +160,10 @@ export function adminRouter(deps: HttpDeps) {
 export function queueDashboard(deps: HttpDeps, basePath: string) {
   const adapter = new HonoAdapter(serveStatic);
   createBullBoard({
-    queues: Array.from({ length: deps.config.partitions }, (_, p) => new BullMQAdapter(deps.dispatcher.queue(p))),
+    queues: Array.from(
+      { length: deps.config.partitions },
+      (_, p) => new BullMQAdapter(deps.dispatcher.queue(p)),
+    ),
     serverAdapter: adapter,
   });
   adapter.setBasePath(basePath);

@@ -21,7 +21,8 @@ export function createApp(deps: HttpDeps) {
     '*',
     bodyLimit({
       maxSize: BODY_BYTES_MAX,
-      onError: (c) => problem(c, 413, 'payload_too_large', `bodies are limited to ${BODY_BYTES_MAX} bytes`),
+      onError: (c) =>
+        problem(c, 413, 'payload_too_large', `bodies are limited to ${BODY_BYTES_MAX} bytes`),
     }),
   );
   for (const path of ['/v1/*', '/admin/*']) {
@@ -47,7 +48,9 @@ export function createApp(deps: HttpDeps) {
     return c.json({ ok, postgres, redis }, ok ? 200 : 503);
   });
   app.get('/metrics', async (c) =>
-    c.text(await deps.metrics.registry.metrics(), 200, { 'Content-Type': deps.metrics.registry.contentType }),
+    c.text(await deps.metrics.registry.metrics(), 200, {
+      'Content-Type': deps.metrics.registry.contentType,
+    }),
   );
 
   app.route('/', accountsRouter(deps));
@@ -55,7 +58,10 @@ export function createApp(deps: HttpDeps) {
   app.route('/', adminRouter(deps));
   app.route('/admin/queues', queueDashboard(deps, '/admin/queues'));
 
-  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
+    type: 'http',
+    scheme: 'bearer',
+  });
   app.doc31('/openapi.json', {
     openapi: '3.1.0',
     info: {
@@ -78,9 +84,10 @@ export function createApp(deps: HttpDeps) {
     if (err instanceof HTTPException) {
       // Hono's own: malformed JSON, a wrong Content-Type and the like.
       if (err.status === 413) return problem(c, 413, 'payload_too_large');
-      if (err.status < 500) return problem(c, 400, 'validation_failed', err.message || 'malformed request');
+      if (err.status < 500)
+        return problem(c, 400, 'validation_failed', err.message || 'malformed request');
     }
-    console.error(`${c.req.method} ${c.req.path}: ${(err as Error).stack ?? String(err)}`);
+    console.error(`${c.req.method} ${c.req.path}: ${err.stack ?? String(err)}`);
     return problem(c, 500, 'internal_error');
   });
   return app;

@@ -36,8 +36,11 @@ export function createMetrics(opts: { dispatcher: Dispatcher; partitions: number
       this.reset();
       await Promise.all(
         Array.from({ length: opts.partitions }, async (_, p) => {
-          const counts = await opts.dispatcher.queue(p).getJobCounts('waiting', 'active', 'delayed', 'failed');
-          for (const [state, n] of Object.entries(counts)) this.set({ partition: String(p), state }, n);
+          const counts = await opts.dispatcher
+            .queue(p)
+            .getJobCounts('waiting', 'active', 'delayed', 'failed');
+          for (const [state, n] of Object.entries(counts))
+            this.set({ partition: String(p), state }, n);
         }),
       );
     },

@@ -16,9 +16,15 @@ export function rateLimit(opts: { perSecond: number; burst: number }): Middlewar
     if (b.tokens < 1) {
       buckets.set(key, b);
       const retryAfterS = Math.max(1, Math.ceil((1 - b.tokens) / opts.perSecond));
-      throw new ApiError(429, 'rate_limited', `limit is ${opts.perSecond} requests per second`, undefined, {
-        'Retry-After': String(retryAfterS),
-      });
+      throw new ApiError(
+        429,
+        'rate_limited',
+        `limit is ${opts.perSecond} requests per second`,
+        undefined,
+        {
+          'Retry-After': String(retryAfterS),
+        },
+      );
     }
     b.tokens -= 1;
     buckets.set(key, b);

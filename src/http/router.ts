@@ -28,7 +28,8 @@ export function newRouter() {
       if (result.success) return;
       const issues = result.error.issues.map((i) => ({
         path: i.path.map(String).join('.') || '(body)',
-        message: i.code === 'unrecognized_keys' ? `unknown field(s): ${i.keys.join(', ')}` : i.message,
+        message:
+          i.code === 'unrecognized_keys' ? `unknown field(s): ${i.keys.join(', ')}` : i.message,
       }));
       return problem(c, 400, 'validation_failed', 'the request does not match the schema', issues);
     },

@@ -9,11 +9,15 @@ export const AmountIn = z
     z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   ])
   .openapi({
-    description: 'Amount in minor units (cents): a string of digits, or a JSON integer up to 2^53-1.',
+    description:
+      'Amount in minor units (cents): a string of digits, or a JSON integer up to 2^53-1.',
     example: '1000',
   });
 
-export const AmountOut = z.string().regex(/^-?[0-9]+$/).openapi({ example: '1000' });
+export const AmountOut = z
+  .string()
+  .regex(/^-?[0-9]+$/)
+  .openapi({ example: '1000' });
 export const Currency = z
   .string()
   .regex(/^[A-Z]{3}$/, 'an ISO 4217 alpha-3 code in upper case')

@@ -25,7 +25,8 @@ export async function createWebProcess(config: Config): Promise<WebProcess> {
     pool,
     dispatcher,
     partitions: config.partitions,
-    onEnqueueError: (err) => console.warn(`enqueue failed, the sweep will re-drive: ${err.message}`),
+    onEnqueueError: (err) =>
+      console.warn(`enqueue failed, the sweep will re-drive: ${err.message}`),
   });
   const waiter = new TransferWaiter(config.databaseUrl);
   await waiter.start();
@@ -48,7 +49,9 @@ export async function createWebProcess(config: Config): Promise<WebProcess> {
     app,
     listen: (port) =>
       new Promise((resolve) => {
-        server = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }, (info) => resolve(info.port));
+        server = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }, (info) =>
+          resolve(info.port),
+        );
       }),
     async stop() {
       await waiter.stop();

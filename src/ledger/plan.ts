@@ -2,12 +2,7 @@
 // outcome and every posting. Pure, so the money rules are testable without a database.
 import type { LegJobData, LegToEnqueue } from '../queue/queues';
 import { assert, unreachable } from '../shared/assert';
-import type {
-  FailureCode,
-  Leg,
-  TransferStatus,
-  TransferType,
-} from '../transfers/transfers.status';
+import type { FailureCode, Leg, TransferStatus, TransferType } from '../transfers/transfers.status';
 
 export type SystemName = 'settlement' | 'in_transit' | 'interest';
 
@@ -151,7 +146,8 @@ export function plan(input: PlanInput): Plan {
 
   const postCustomer = (t: TransferState, leg: Leg, account: AccountState, amount: bigint) => {
     assert(input.isLocal(account.id), `account ${account.id} is not on partition ${partition}`);
-    if (!accountVersionBefore.has(account.id)) accountVersionBefore.set(account.id, account.version);
+    if (!accountVersionBefore.has(account.id))
+      accountVersionBefore.set(account.id, account.version);
     account.balance += amount;
     account.version += 1n;
     // Invariant 3, checked before writing; the CHECK constraint is the last line.

@@ -3,8 +3,21 @@ import type pg from 'pg';
 
 export type Mismatch =
   | { kind: 'total_not_zero'; currency: string; total: string }
-  | { kind: 'balance_not_sum_of_entries'; account_id: string; partition: number | null; balance: string; entries_sum: string }
-  | { kind: 'entry_sequence_broken'; account_id: string; partition: number | null; version: string; entries: string; max_version: string }
+  | {
+      kind: 'balance_not_sum_of_entries';
+      account_id: string;
+      partition: number | null;
+      balance: string;
+      entries_sum: string;
+    }
+  | {
+      kind: 'entry_sequence_broken';
+      account_id: string;
+      partition: number | null;
+      version: string;
+      entries: string;
+      max_version: string;
+    }
   | { kind: 'below_overdraft_limit'; account_id: string; balance: string }
   | { kind: 'in_flight_mismatch'; currency: string; in_transit: string; debited: string };
 
@@ -118,7 +131,12 @@ export async function reconcile(pool: pg.Pool): Promise<Reconciliation> {
   }
 
   // Invariant 5: money in flight equals the transfers debited but not yet credited or refunded.
-  const flight = await pool.query<{ currency: string; in_transit: string; debited: string; n: string }>(
+  const flight = await pool.query<{
+    currency: string;
+    in_transit: string;
+    debited: string;
+    n: string;
+  }>(
     `SELECT c.currency,
             coalesce((SELECT sum(s.balance) FROM system_balances s JOIN accounts a ON a.id = s.account_id
                        WHERE a.system_name = 'in_transit' AND a.currency = c.currency), 0)::text AS in_transit,

@@ -23,7 +23,12 @@ import {
   renew,
   type Claimed,
 } from './leases';
-import { PartitionOwner, type OwnerHooks, type OwnerStats, type OwnerTuning } from './partition-owner';
+import {
+  PartitionOwner,
+  type OwnerHooks,
+  type OwnerStats,
+  type OwnerTuning,
+} from './partition-owner';
 import { partitionOf } from './routing';
 
 export type WorkerProcessOptions = {

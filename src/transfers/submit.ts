@@ -35,9 +35,7 @@ export type SubmitResult =
   | { kind: 'idempotency_key_reused'; transfer: Transfer };
 
 export type ReversalResult =
-  | SubmitResult
-  | { kind: 'not_found' }
-  | { kind: 'not_reversible'; detail: string };
+  SubmitResult | { kind: 'not_found' } | { kind: 'not_reversible'; detail: string };
 
 type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
 type PreparedRow = {
@@ -50,15 +48,17 @@ type PreparedRow = {
 
 /** The fields that make two requests "the same request" for an idempotency key. */
 export function requestHash(c: Command): string {
-  const canonical = c.hashInput ?? JSON.stringify([
-    c.type,
-    c.fromAccountId,
-    c.toAccountId,
-    c.amountMinor.toString(),
-    c.currency,
-    c.description ?? null,
-    c.reversesTransferId ?? null,
-  ]);
+  const canonical =
+    c.hashInput ??
+    JSON.stringify([
+      c.type,
+      c.fromAccountId,
+      c.toAccountId,
+      c.amountMinor.toString(),
+      c.currency,
+      c.description ?? null,
+      c.reversesTransferId ?? null,
+    ]);
   return createHash('sha256').update(canonical).digest('hex');
 }
 
@@ -262,7 +262,10 @@ export class Submitter {
  * covers racing requests with one key: the loser waits for the winner's commit, then sees it.
  * No foreign keys, so no lock is taken on any account row.
  */
-async function insertRows(q: Queryable, rows: readonly PreparedRow[]): Promise<Map<string, Transfer>> {
+async function insertRows(
+  q: Queryable,
+  rows: readonly PreparedRow[],
+): Promise<Map<string, Transfer>> {
   const inserted = await q.query<TransferRow>(
     `INSERT INTO transfers (id, type, from_account_id, to_account_id, amount, currency,
             description, reverses_transfer_id, request_hash, idempotency_scope, idempotency_key,

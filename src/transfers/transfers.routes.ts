@@ -1,5 +1,5 @@
 // Money movements: deposits, withdrawals, transfers and reversals (202 + poll), and reads.
-import { createRoute, z, type RouteHandler } from '@hono/zod-openapi';
+import { createRoute, z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { IDEMPOTENCY_KEY_LENGTH_MAX, WAIT_SECONDS_MAX } from '../config/limits';
 import { requireScope, type AuthEnv } from '../http/auth';
@@ -52,12 +52,19 @@ function moneyRoute<B extends z.ZodType>(path: string, summary: string, body: B)
 export function idempotencyKeyOf(c: Context): string {
   const key = c.req.header('idempotency-key');
   if (key === undefined || key === '') {
-    throw new ApiError(400, 'idempotency_key_missing', 'money movements need an Idempotency-Key header');
+    throw new ApiError(
+      400,
+      'idempotency_key_missing',
+      'money movements need an Idempotency-Key header',
+    );
   }
   if (key.length > IDEMPOTENCY_KEY_LENGTH_MAX || !PRINTABLE.test(key)) {
-    throw new ApiError(400, 'validation_failed', 'Idempotency-Key must be 1-255 printable ASCII characters', [
-      { path: 'Idempotency-Key', message: 'invalid' },
-    ]);
+    throw new ApiError(
+      400,
+      'validation_failed',
+      'Idempotency-Key must be 1-255 printable ASCII characters',
+      [{ path: 'Idempotency-Key', message: 'invalid' }],
+    );
   }
   return key;
 }
@@ -81,7 +88,9 @@ function amountOf(deps: HttpDeps, value: string | number): bigint {
     throw new ApiError(
       parsed.reason === 'above_max' ? 422 : 400,
       'validation_failed',
-      parsed.reason === 'above_max' ? `amount is above the maximum of ${deps.config.amountMinorMax}` : 'amount is not a positive integer',
+      parsed.reason === 'above_max'
+        ? `amount is above the maximum of ${deps.config.amountMinorMax}`
+        : 'amount is not a positive integer',
       [{ path: 'amount', message: parsed.reason }],
     );
   }
@@ -91,9 +100,15 @@ function amountOf(deps: HttpDeps, value: string | number): bigint {
 function requireQueue(deps: HttpDeps): void {
   // Fail fast before recording anything: a 503 is better than a request hanging on Redis.
   if (deps.redis.status !== 'ready') {
-    throw new ApiError(503, 'unavailable', 'the queue (Redis) is unavailable; retry with the same Idempotency-Key', undefined, {
-      'Retry-After': '1',
-    });
+    throw new ApiError(
+      503,
+      'unavailable',
+      'the queue (Redis) is unavailable; retry with the same Idempotency-Key',
+      undefined,
+      {
+        'Retry-After': '1',
+      },
+    );
   }
 }
 
@@ -107,11 +122,19 @@ function respond(c: Context<AuthEnv>, deps: HttpDeps, type: string, result: Subm
       return c.json(transferJson(result.transfer), result.kind === 'accepted' ? 202 : 200, headers);
     }
     case 'idempotency_key_reused':
-      throw new ApiError(422, 'idempotency_key_reused', 'this Idempotency-Key was used with a different request');
+      throw new ApiError(
+        422,
+        'idempotency_key_reused',
+        'this Idempotency-Key was used with a different request',
+      );
   }
 }
 
-async function submitOne(c: Context<AuthEnv>, deps: HttpDeps, command: Omit<Command, 'idempotencyScope' | 'idempotencyKey'>) {
+async function submitOne(
+  c: Context<AuthEnv>,
+  deps: HttpDeps,
+  command: Omit<Command, 'idempotencyScope' | 'idempotencyKey'>,
+) {
   const idempotencyKey = idempotencyKeyOf(c);
   requireQueue(deps);
   let result: SubmitResult;
@@ -128,15 +151,21 @@ async function submitOne(c: Context<AuthEnv>, deps: HttpDeps, command: Omit<Comm
 function unavailable(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   console.error(`submission failed: ${(err as Error).message}`);
-  return new ApiError(503, 'unavailable', 'the ledger database is unavailable; retry with the same Idempotency-Key', undefined, {
-    'Retry-After': '1',
-  });
+  return new ApiError(
+    503,
+    'unavailable',
+    'the ledger database is unavailable; retry with the same Idempotency-Key',
+    undefined,
+    {
+      'Retry-After': '1',
+    },
+  );
 }
 
 export function transfersRouter(deps: HttpDeps) {
   const r = newRouter();
 
-  r.openapi(moneyRoute('/v1/deposits', 'Deposit money into an account', DepositBody), (async (c) => {
+  r.openapi(moneyRoute('/v1/deposits', 'Deposit money into an account', DepositBody), async (c) => {
     await rejectNonIntegerAmountLiterals(c);
     const b = c.req.valid('json');
     return submitOne(c, deps, {
@@ -146,39 +175,48 @@ export function transfersRouter(deps: HttpDeps) {
       amountMinor: amountOf(deps, b.amount),
       currency: b.currency,
     });
-  }) as RouteHandler<ReturnType<typeof moneyRoute<typeof DepositBody>>, AuthEnv>);
+  });
 
-  r.openapi(moneyRoute('/v1/withdrawals', 'Withdraw money from an account', WithdrawalBody), (async (c) => {
-    await rejectNonIntegerAmountLiterals(c);
-    const b = c.req.valid('json');
-    return submitOne(c, deps, {
-      type: 'withdrawal',
-      fromAccountId: b.account_id.toLowerCase(),
-      toAccountId: null,
-      amountMinor: amountOf(deps, b.amount),
-      currency: b.currency,
-    });
-  }) as RouteHandler<ReturnType<typeof moneyRoute<typeof WithdrawalBody>>, AuthEnv>);
+  r.openapi(
+    moneyRoute('/v1/withdrawals', 'Withdraw money from an account', WithdrawalBody),
+    async (c) => {
+      await rejectNonIntegerAmountLiterals(c);
+      const b = c.req.valid('json');
+      return submitOne(c, deps, {
+        type: 'withdrawal',
+        fromAccountId: b.account_id.toLowerCase(),
+        toAccountId: null,
+        amountMinor: amountOf(deps, b.amount),
+        currency: b.currency,
+      });
+    },
+  );
 
-  r.openapi(moneyRoute('/v1/transfers', 'Transfer money between two accounts', TransferBody), (async (c) => {
-    await rejectNonIntegerAmountLiterals(c);
-    const b = c.req.valid('json');
-    const from = b.from_account_id.toLowerCase();
-    const to = b.to_account_id.toLowerCase();
-    if (from === to) {
-      throw new ApiError(422, 'validation_failed', 'source and destination are the same account', [
-        { path: 'to_account_id', message: 'must differ from from_account_id' },
-      ]);
-    }
-    return submitOne(c, deps, {
-      type: 'transfer',
-      fromAccountId: from,
-      toAccountId: to,
-      amountMinor: amountOf(deps, b.amount),
-      currency: b.currency,
-      description: b.description ?? null,
-    });
-  }) as RouteHandler<ReturnType<typeof moneyRoute<typeof TransferBody>>, AuthEnv>);
+  r.openapi(
+    moneyRoute('/v1/transfers', 'Transfer money between two accounts', TransferBody),
+    async (c) => {
+      await rejectNonIntegerAmountLiterals(c);
+      const b = c.req.valid('json');
+      const from = b.from_account_id.toLowerCase();
+      const to = b.to_account_id.toLowerCase();
+      if (from === to) {
+        throw new ApiError(
+          422,
+          'validation_failed',
+          'source and destination are the same account',
+          [{ path: 'to_account_id', message: 'must differ from from_account_id' }],
+        );
+      }
+      return submitOne(c, deps, {
+        type: 'transfer',
+        fromAccountId: from,
+        toAccountId: to,
+        amountMinor: amountOf(deps, b.amount),
+        currency: b.currency,
+        description: b.description ?? null,
+      });
+    },
+  );
 
   const reversal = createRoute({
     method: 'post',
@@ -198,7 +236,7 @@ export function transfersRouter(deps: HttpDeps) {
     },
     responses: accepted,
   });
-  r.openapi(reversal, (async (c) => {
+  r.openapi(reversal, async (c) => {
     await rejectNonIntegerAmountLiterals(c);
     const { id } = c.req.valid('param');
     const b = c.req.valid('json') ?? {};
@@ -218,9 +256,10 @@ export function transfersRouter(deps: HttpDeps) {
       throw unavailable(err);
     }
     if (result.kind === 'not_found') throw new ApiError(404, 'not_found', 'no such transfer');
-    if (result.kind === 'not_reversible') throw new ApiError(422, 'validation_failed', result.detail);
+    if (result.kind === 'not_reversible')
+      throw new ApiError(422, 'validation_failed', result.detail);
     return respond(c, deps, 'reversal', result);
-  }) as RouteHandler<typeof reversal, AuthEnv>);
+  });
 
   const get = createRoute({
     method: 'get',
@@ -237,15 +276,20 @@ export function transfersRouter(deps: HttpDeps) {
           .min(0)
           .max(WAIT_SECONDS_MAX)
           .optional()
-          .openapi({ description: `Seconds to hold the request until the transfer is final (max ${WAIT_SECONDS_MAX}).` }),
+          .openapi({
+            description: `Seconds to hold the request until the transfer is final (max ${WAIT_SECONDS_MAX}).`,
+          }),
       }),
     },
     responses: {
-      200: { description: 'The transfer', content: { 'application/json': { schema: TransferOut } } },
+      200: {
+        description: 'The transfer',
+        content: { 'application/json': { schema: TransferOut } },
+      },
       ...problemResponses(400, 401, 403, 404, 429),
     },
   });
-  r.openapi(get, (async (c) => {
+  r.openapi(get, async (c) => {
     const { id } = c.req.valid('param');
     const { wait } = c.req.valid('query');
     let transfer = await findTransfer(deps, id);
@@ -263,7 +307,7 @@ export function transfersRouter(deps: HttpDeps) {
       c.req.raw.signal?.removeEventListener('abort', aborted);
     }
     return c.json(transferJson(transfer), 200);
-  }) as RouteHandler<typeof get, AuthEnv>);
+  });
 
   return r;
 }
@@ -273,4 +317,3 @@ async function findTransfer(deps: HttpDeps, id: string): Promise<Transfer> {
   if (!t) throw new ApiError(404, 'not_found', 'no such transfer');
   return t;
 }
-

@@ -1,6 +1,12 @@
 // Transfer statuses and business result codes, listed once, in precedence order.
 
-export const TRANSFER_TYPES = ['deposit', 'withdrawal', 'transfer', 'reversal', 'interest'] as const;
+export const TRANSFER_TYPES = [
+  'deposit',
+  'withdrawal',
+  'transfer',
+  'reversal',
+  'interest',
+] as const;
 export type TransferType = (typeof TRANSFER_TYPES)[number];
 
 /** Stored statuses. The API shows `accepted` and `debited` as `pending`. */

@@ -17,7 +17,8 @@ beforeAll(async () => {
   env = await createTestEnv();
   web = await createTestWeb(env);
   call = caller(web, ADMIN);
-  alice = (await call('POST', '/v1/accounts', { body: { holder: 'Alice', currency: 'EUR' } })).json.id;
+  alice = (await call('POST', '/v1/accounts', { body: { holder: 'Alice', currency: 'EUR' } })).json
+    .id;
   bob = (await call('POST', '/v1/accounts', { body: { holder: 'Bob', currency: 'EUR' } })).json.id;
 });
 afterAll(async () => {
@@ -30,7 +31,11 @@ async function transferCount(): Promise<number> {
   return Number(r.rows[0]!.n);
 }
 
-function expectProblem(res: { status: number; headers: Headers; json: any }, status: number, code: string) {
+function expectProblem(
+  res: { status: number; headers: Headers; json: any },
+  status: number,
+  code: string,
+) {
   expect({ status: res.status, code: res.json?.code }).toEqual({ status, code });
   expect(res.headers.get('content-type')).toContain('application/problem+json');
   expect(res.json.type).toBe(`/problems/${code}`);
@@ -40,7 +45,11 @@ function expectProblem(res: { status: number; headers: Headers; json: any }, sta
 describe('authentication and scopes', () => {
   it('no key and a wrong key get 401 unauthorized', async () => {
     expectProblem(await call('GET', `/v1/accounts/${alice}`, { key: null }), 401, 'unauthorized');
-    expectProblem(await call('GET', `/v1/accounts/${alice}`, { key: 'not-a-key' }), 401, 'unauthorized');
+    expectProblem(
+      await call('GET', `/v1/accounts/${alice}`, { key: 'not-a-key' }),
+      401,
+      'unauthorized',
+    );
     expectProblem(await call('GET', '/admin/queues', { key: null }), 401, 'unauthorized');
   });
 
@@ -48,27 +57,47 @@ describe('authentication and scopes', () => {
     const made = await call('POST', '/v1/api-keys', { body: { name: 'reader', scopes: ['read'] } });
     expect(made.status).toBe(201);
     const secret: string = made.json.secret;
-    const stored = await env.pool.query('SELECT secret_hash FROM api_keys WHERE id = $1', [made.json.id]);
+    const stored = await env.pool.query('SELECT secret_hash FROM api_keys WHERE id = $1', [
+      made.json.id,
+    ]);
     expect(stored.rows[0].secret_hash).not.toContain(secret);
     expect(JSON.stringify(stored.rows)).not.toContain(secret);
 
     expect((await call('GET', `/v1/accounts/${alice}`, { key: secret })).status).toBe(200);
     const before = await transferCount();
     expectProblem(
-      await call('POST', '/v1/deposits', { key: secret, idem: 'k1', body: { account_id: alice, amount: '1', currency: 'EUR' } }),
+      await call('POST', '/v1/deposits', {
+        key: secret,
+        idem: 'k1',
+        body: { account_id: alice, amount: '1', currency: 'EUR' },
+      }),
       403,
       'forbidden',
     );
-    expectProblem(await call('POST', '/v1/accounts', { key: secret, body: { holder: 'x', currency: 'EUR' } }), 403, 'forbidden');
+    expectProblem(
+      await call('POST', '/v1/accounts', { key: secret, body: { holder: 'x', currency: 'EUR' } }),
+      403,
+      'forbidden',
+    );
     expectProblem(await call('GET', '/v1/reconciliation', { key: secret }), 403, 'forbidden');
     expectProblem(await call('GET', '/admin/queues', { key: secret }), 403, 'forbidden');
     expect(await transferCount()).toBe(before);
   });
 
   it('only the admin creates keys, and unknown scopes are refused', async () => {
-    expectProblem(await call('POST', '/v1/api-keys', { body: { name: 'x', scopes: ['everything'] } }), 400, 'validation_failed');
-    const writer = (await call('POST', '/v1/api-keys', { body: { name: 'w', scopes: ['transfers:write'] } })).json.secret;
-    expectProblem(await call('POST', '/v1/api-keys', { key: writer, body: { name: 'y', scopes: ['admin'] } }), 403, 'forbidden');
+    expectProblem(
+      await call('POST', '/v1/api-keys', { body: { name: 'x', scopes: ['everything'] } }),
+      400,
+      'validation_failed',
+    );
+    const writer = (
+      await call('POST', '/v1/api-keys', { body: { name: 'w', scopes: ['transfers:write'] } })
+    ).json.secret;
+    expectProblem(
+      await call('POST', '/v1/api-keys', { key: writer, body: { name: 'y', scopes: ['admin'] } }),
+      403,
+      'forbidden',
+    );
   });
 });
 
@@ -89,7 +118,10 @@ describe('validation: synchronous, and leaving no trace', () => {
   for (const [name, amount] of bad) {
     it(`an amount that is ${name} gets 400 validation_failed`, async () => {
       const before = await transferCount();
-      const res = await call('POST', '/v1/deposits', { idem: randomUUID(), body: { account_id: alice, amount, currency: 'EUR' } });
+      const res = await call('POST', '/v1/deposits', {
+        idem: randomUUID(),
+        body: { account_id: alice, amount, currency: 'EUR' },
+      });
       expectProblem(res, 400, 'validation_failed');
       expect(await transferCount()).toBe(before);
     });
@@ -108,7 +140,11 @@ describe('validation: synchronous, and leaving no trace', () => {
   it('an amount above MAX_AMOUNT gets 422 validation_failed', async () => {
     const res = await call('POST', '/v1/deposits', {
       idem: randomUUID(),
-      body: { account_id: alice, amount: (env.config.amountMinorMax + 1n).toString(), currency: 'EUR' },
+      body: {
+        account_id: alice,
+        amount: (env.config.amountMinorMax + 1n).toString(),
+        currency: 'EUR',
+      },
     });
     expectProblem(res, 422, 'validation_failed');
   });
@@ -116,39 +152,105 @@ describe('validation: synchronous, and leaving no trace', () => {
   it('unknown fields are rejected: a client can never set status or balance', async () => {
     const before = await transferCount();
     for (const extra of [{ status: 'completed' }, { balance: '100' }, { id: randomUUID() }]) {
-      const res = await call('POST', '/v1/deposits', { idem: randomUUID(), body: { account_id: alice, amount: '10', currency: 'EUR', ...extra } });
+      const res = await call('POST', '/v1/deposits', {
+        idem: randomUUID(),
+        body: { account_id: alice, amount: '10', currency: 'EUR', ...extra },
+      });
       expectProblem(res, 400, 'validation_failed');
-      expect(res.json.errors.some((e: { message: string }) => e.message.includes('unknown field'))).toBe(true);
+      expect(
+        res.json.errors.some((e: { message: string }) => e.message.includes('unknown field')),
+      ).toBe(true);
     }
-    expectProblem(await call('POST', '/v1/accounts', { body: { holder: 'x', currency: 'EUR', balance: '99' } }), 400, 'validation_failed');
+    expectProblem(
+      await call('POST', '/v1/accounts', { body: { holder: 'x', currency: 'EUR', balance: '99' } }),
+      400,
+      'validation_failed',
+    );
     expect(await transferCount()).toBe(before);
   });
 
   it('malformed JSON, a bad currency, a bad id and a missing field get 400 validation_failed', async () => {
-    expectProblem(await call('POST', '/v1/deposits', { idem: 'm', rawBody: '{"account_id":' }), 400, 'validation_failed');
-    expectProblem(await call('POST', '/v1/deposits', { idem: 'm', body: { account_id: alice, amount: '1', currency: 'eur' } }), 400, 'validation_failed');
-    expectProblem(await call('POST', '/v1/deposits', { idem: 'm', body: { account_id: 'nope', amount: '1', currency: 'EUR' } }), 400, 'validation_failed');
-    expectProblem(await call('POST', '/v1/transfers', { idem: 'm', body: { from_account_id: alice, amount: '1', currency: 'EUR' } }), 400, 'validation_failed');
-    expectProblem(await call('POST', '/v1/accounts', { body: { holder: '', currency: 'EUR' } }), 400, 'validation_failed');
+    expectProblem(
+      await call('POST', '/v1/deposits', { idem: 'm', rawBody: '{"account_id":' }),
+      400,
+      'validation_failed',
+    );
+    expectProblem(
+      await call('POST', '/v1/deposits', {
+        idem: 'm',
+        body: { account_id: alice, amount: '1', currency: 'eur' },
+      }),
+      400,
+      'validation_failed',
+    );
+    expectProblem(
+      await call('POST', '/v1/deposits', {
+        idem: 'm',
+        body: { account_id: 'nope', amount: '1', currency: 'EUR' },
+      }),
+      400,
+      'validation_failed',
+    );
+    expectProblem(
+      await call('POST', '/v1/transfers', {
+        idem: 'm',
+        body: { from_account_id: alice, amount: '1', currency: 'EUR' },
+      }),
+      400,
+      'validation_failed',
+    );
+    expectProblem(
+      await call('POST', '/v1/accounts', { body: { holder: '', currency: 'EUR' } }),
+      400,
+      'validation_failed',
+    );
   });
 
   it('a transfer from an account to itself gets 422 validation_failed', async () => {
-    const res = await call('POST', '/v1/transfers', { idem: randomUUID(), body: { from_account_id: alice, to_account_id: alice, amount: '1', currency: 'EUR' } });
+    const res = await call('POST', '/v1/transfers', {
+      idem: randomUUID(),
+      body: { from_account_id: alice, to_account_id: alice, amount: '1', currency: 'EUR' },
+    });
     expectProblem(res, 422, 'validation_failed');
   });
 
   it('query limits: page size above 200, a forged cursor and wait above 30 s get 400', async () => {
-    expectProblem(await call('GET', `/v1/accounts/${alice}/entries?limit=201`), 400, 'validation_failed');
-    expectProblem(await call('GET', `/v1/accounts/${alice}/entries?cursor=forged`), 400, 'validation_failed');
-    expectProblem(await call('GET', `/v1/accounts/${alice}/entries?sort=asc`), 400, 'validation_failed');
-    const t = await call('POST', '/v1/deposits', { idem: randomUUID(), body: { account_id: alice, amount: '1', currency: 'EUR' } });
-    expectProblem(await call('GET', `/v1/transfers/${t.json.id}?wait=31`), 400, 'validation_failed');
+    expectProblem(
+      await call('GET', `/v1/accounts/${alice}/entries?limit=201`),
+      400,
+      'validation_failed',
+    );
+    expectProblem(
+      await call('GET', `/v1/accounts/${alice}/entries?cursor=forged`),
+      400,
+      'validation_failed',
+    );
+    expectProblem(
+      await call('GET', `/v1/accounts/${alice}/entries?sort=asc`),
+      400,
+      'validation_failed',
+    );
+    const t = await call('POST', '/v1/deposits', {
+      idem: randomUUID(),
+      body: { account_id: alice, amount: '1', currency: 'EUR' },
+    });
+    expectProblem(
+      await call('GET', `/v1/transfers/${t.json.id}?wait=31`),
+      400,
+      'validation_failed',
+    );
   });
 
   it('bodies over 16 KiB get 413 payload_too_large', async () => {
     const res = await call('POST', '/v1/transfers', {
       idem: randomUUID(),
-      body: { from_account_id: alice, to_account_id: bob, amount: '1', currency: 'EUR', description: 'x'.repeat(17 * 1024) },
+      body: {
+        from_account_id: alice,
+        to_account_id: bob,
+        amount: '1',
+        currency: 'EUR',
+        description: 'x'.repeat(17 * 1024),
+      },
     });
     expectProblem(res, 413, 'payload_too_large');
   });
@@ -157,10 +259,16 @@ describe('validation: synchronous, and leaving no trace', () => {
 describe('idempotency', () => {
   it('a money movement without an Idempotency-Key gets 400 idempotency_key_missing', async () => {
     for (const path of ['/v1/deposits', '/v1/withdrawals']) {
-      expectProblem(await call('POST', path, { body: { account_id: alice, amount: '1', currency: 'EUR' } }), 400, 'idempotency_key_missing');
+      expectProblem(
+        await call('POST', path, { body: { account_id: alice, amount: '1', currency: 'EUR' } }),
+        400,
+        'idempotency_key_missing',
+      );
     }
     expectProblem(
-      await call('POST', '/v1/transfers', { body: { from_account_id: alice, to_account_id: bob, amount: '1', currency: 'EUR' } }),
+      await call('POST', '/v1/transfers', {
+        body: { from_account_id: alice, to_account_id: bob, amount: '1', currency: 'EUR' },
+      }),
       400,
       'idempotency_key_missing',
     );
@@ -168,8 +276,16 @@ describe('idempotency', () => {
 
   it('a key longer than 255 characters or with control characters gets 400 validation_failed', async () => {
     const body = { account_id: alice, amount: '1', currency: 'EUR' };
-    expectProblem(await call('POST', '/v1/deposits', { idem: 'k'.repeat(256), body }), 400, 'validation_failed');
-    expectProblem(await call('POST', '/v1/deposits', { idem: 'a\tb', body }), 400, 'validation_failed');
+    expectProblem(
+      await call('POST', '/v1/deposits', { idem: 'k'.repeat(256), body }),
+      400,
+      'validation_failed',
+    );
+    expectProblem(
+      await call('POST', '/v1/deposits', { idem: 'a\tb', body }),
+      400,
+      'validation_failed',
+    );
   });
 
   it('the same key and body return the same transfer; another body gets 422 idempotency_key_reused', async () => {
@@ -178,20 +294,35 @@ describe('idempotency', () => {
     const first = await call('POST', '/v1/deposits', { idem: key, body });
     expect(first.status).toBe(202);
     expect(first.headers.get('location')).toBe(`/v1/transfers/${first.json.id}`);
-    expect(first.json).toMatchObject({ type: 'deposit', status: 'pending', amount: '700', currency: 'EUR', to_account_id: alice });
+    expect(first.json).toMatchObject({
+      type: 'deposit',
+      status: 'pending',
+      amount: '700',
+      currency: 'EUR',
+      to_account_id: alice,
+    });
     const again = await call('POST', '/v1/deposits', { idem: key, body });
     expect(again.status).toBe(200);
     expect(again.json.id).toBe(first.json.id);
-    expectProblem(await call('POST', '/v1/deposits', { idem: key, body: { ...body, amount: '701' } }), 422, 'idempotency_key_reused');
+    expectProblem(
+      await call('POST', '/v1/deposits', { idem: key, body: { ...body, amount: '701' } }),
+      422,
+      'idempotency_key_reused',
+    );
     // Keys are scoped to the API key: another key may use the same string.
-    const other = (await call('POST', '/v1/api-keys', { body: { name: 'o', scopes: ['transfers:write'] } })).json.secret;
+    const other = (
+      await call('POST', '/v1/api-keys', { body: { name: 'o', scopes: ['transfers:write'] } })
+    ).json.secret;
     const theirs = await call('POST', '/v1/deposits', { key: other, idem: key, body });
     expect(theirs.status).toBe(202);
     expect(theirs.json.id).not.toBe(first.json.id);
   });
 
   it('a GET right after the 202 finds the transfer, pending', async () => {
-    const res = await call('POST', '/v1/withdrawals', { idem: randomUUID(), body: { account_id: alice, amount: '3', currency: 'EUR' } });
+    const res = await call('POST', '/v1/withdrawals', {
+      idem: randomUUID(),
+      body: { account_id: alice, amount: '3', currency: 'EUR' },
+    });
     const got = await call('GET', res.headers.get('location')!);
     expect(got.status).toBe(200);
     expect(got.json).toMatchObject({ id: res.json.id, status: 'pending', type: 'withdrawal' });
@@ -204,13 +335,24 @@ describe('not found', () => {
     expectProblem(await call('GET', '/v1/transfers/not-a-uuid'), 404, 'not_found');
     expectProblem(await call('GET', `/v1/accounts/${randomUUID()}`), 404, 'not_found');
     expectProblem(await call('GET', `/v1/accounts/${randomUUID()}/entries`), 404, 'not_found');
-    expectProblem(await call('POST', `/v1/transfers/${randomUUID()}/reversals`, { idem: 'r', body: {} }), 404, 'not_found');
+    expectProblem(
+      await call('POST', `/v1/transfers/${randomUUID()}/reversals`, { idem: 'r', body: {} }),
+      404,
+      'not_found',
+    );
     expectProblem(await call('GET', '/v1/nothing-here'), 404, 'not_found');
   });
 
   it('a reversal of a transfer that has not completed gets 422 validation_failed', async () => {
-    const t = await call('POST', '/v1/transfers', { idem: randomUUID(), body: { from_account_id: alice, to_account_id: bob, amount: '1', currency: 'EUR' } });
-    expectProblem(await call('POST', `/v1/transfers/${t.json.id}/reversals`, { idem: randomUUID(), body: {} }), 422, 'validation_failed');
+    const t = await call('POST', '/v1/transfers', {
+      idem: randomUUID(),
+      body: { from_account_id: alice, to_account_id: bob, amount: '1', currency: 'EUR' },
+    });
+    expectProblem(
+      await call('POST', `/v1/transfers/${t.json.id}/reversals`, { idem: randomUUID(), body: {} }),
+      422,
+      'validation_failed',
+    );
   });
 });
 
@@ -235,7 +377,10 @@ describe('overload and outages', () => {
       const c = caller(down, ADMIN);
       const before = await transferCount();
       const started = Date.now();
-      const res = await c('POST', '/v1/deposits', { idem: randomUUID(), body: { account_id: alice, amount: '1', currency: 'EUR' } });
+      const res = await c('POST', '/v1/deposits', {
+        idem: randomUUID(),
+        body: { account_id: alice, amount: '1', currency: 'EUR' },
+      });
       expectProblem(res, 503, 'unavailable');
       expect(Date.now() - started).toBeLessThan(1_000);
       expect(await transferCount()).toBe(before);
@@ -253,9 +398,17 @@ describe('the documents', () => {
     const doc = (await call('GET', '/openapi.json', { key: null })).json;
     expect(doc.openapi).toBe('3.1.0');
     for (const path of [
-      '/v1/accounts', '/v1/accounts/{id}', '/v1/accounts/{id}/entries', '/v1/deposits', '/v1/withdrawals',
-      '/v1/transfers', '/v1/transfers/{id}', '/v1/transfers/{id}/reversals', '/v1/interest-runs',
-      '/v1/reconciliation', '/v1/api-keys',
+      '/v1/accounts',
+      '/v1/accounts/{id}',
+      '/v1/accounts/{id}/entries',
+      '/v1/deposits',
+      '/v1/withdrawals',
+      '/v1/transfers',
+      '/v1/transfers/{id}',
+      '/v1/transfers/{id}/reversals',
+      '/v1/interest-runs',
+      '/v1/reconciliation',
+      '/v1/api-keys',
     ]) {
       expect(doc.paths, path).toHaveProperty([path]);
     }

@@ -20,14 +20,26 @@ beforeAll(async () => {
   call = caller(web, 'test-admin-key-0123456789');
   accountIds = [];
   for (const currency of ['EUR', 'USD']) {
-    accountIds.push((await call('POST', '/v1/accounts', { body: { holder: 'h', currency } })).json.id);
+    accountIds.push(
+      (await call('POST', '/v1/accounts', { body: { holder: 'h', currency } })).json.id,
+    );
   }
   await env.startWorker();
-  const dep = await call('POST', '/v1/deposits', { idem: 'seed', body: { account_id: accountIds[0], amount: '100000', currency: 'EUR' } });
+  const dep = await call('POST', '/v1/deposits', {
+    idem: 'seed',
+    body: { account_id: accountIds[0], amount: '100000', currency: 'EUR' },
+  });
   await env.waitForFinal([dep.json.id]);
   const t = await call('POST', '/v1/transfers', {
     idem: 'seed-t',
-    body: { from_account_id: accountIds[0], to_account_id: (await call('POST', '/v1/accounts', { body: { holder: 'x', currency: 'EUR' } })).json.id, amount: '10', currency: 'EUR' },
+    body: {
+      from_account_id: accountIds[0],
+      to_account_id: (
+        await call('POST', '/v1/accounts', { body: { holder: 'x', currency: 'EUR' } })
+      ).json.id,
+      amount: '10',
+      currency: 'EUR',
+    },
   });
   completedId = t.json.id;
   await env.waitForFinal([completedId]);
@@ -52,7 +64,21 @@ async function snapshot(): Promise<string> {
 const hostileString = fc.oneof(
   fc.string(),
   fc.string({ unit: 'binary' }),
-  fc.constantFrom('', ' ', '\u0000', '"; DROP TABLE transfers; --', '../../etc/passwd', '%00', '\uD800', 'NaN', 'Infinity', '1e308', '-0', '0x1F', '٣'),
+  fc.constantFrom(
+    '',
+    ' ',
+    '\u0000',
+    '"; DROP TABLE transfers; --',
+    '../../etc/passwd',
+    '%00',
+    '\uD800',
+    'NaN',
+    'Infinity',
+    '1e308',
+    '-0',
+    '0x1F',
+    '٣',
+  ),
 );
 const hostileValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   value: fc.oneof(
@@ -72,14 +98,44 @@ function pathSegment(s: string): string {
   return [...Buffer.from(s, 'utf8')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('');
 }
 
-const fieldNames = ['account_id', 'from_account_id', 'to_account_id', 'amount', 'currency', 'description', 'holder', 'overdraft_limit', 'status', 'balance', 'name', 'scopes', 'annual_rate_bps', 'as_of', '__proto__', 'constructor'];
+const fieldNames = [
+  'account_id',
+  'from_account_id',
+  'to_account_id',
+  'amount',
+  'currency',
+  'description',
+  'holder',
+  'overdraft_limit',
+  'status',
+  'balance',
+  'name',
+  'scopes',
+  'annual_rate_bps',
+  'as_of',
+  '__proto__',
+  'constructor',
+];
 const body = fc.oneof(
   hostileValue,
-  fc.dictionary(fc.constantFrom(...fieldNames), fc.oneof(hostileValue, fc.constantFrom('EUR', '1', '100', '0'), fc.constant('ACCOUNT')), { maxKeys: 6 }),
+  fc.dictionary(
+    fc.constantFrom(...fieldNames),
+    fc.oneof(hostileValue, fc.constantFrom('EUR', '1', '100', '0'), fc.constant('ACCOUNT')),
+    { maxKeys: 6 },
+  ),
 );
 const pathFor = fc.oneof(
-  fc.constantFrom('/v1/accounts', '/v1/deposits', '/v1/withdrawals', '/v1/transfers', '/v1/api-keys', '/v1/interest-runs'),
-  fc.oneof(hostileString, fc.constant('COMPLETED')).map((id) => `/v1/transfers/${id === 'COMPLETED' ? id : pathSegment(id)}/reversals`),
+  fc.constantFrom(
+    '/v1/accounts',
+    '/v1/deposits',
+    '/v1/withdrawals',
+    '/v1/transfers',
+    '/v1/api-keys',
+    '/v1/interest-runs',
+  ),
+  fc
+    .oneof(hostileString, fc.constant('COMPLETED'))
+    .map((id) => `/v1/transfers/${id === 'COMPLETED' ? id : pathSegment(id)}/reversals`),
   fc.constantFrom('/v1/transfers/%E0%A4%A/reversals', '/v1/transfers/%/reversals'),
 );
 
@@ -88,12 +144,24 @@ it('never answers 5xx, refuses with problem+json, and changes nothing it refused
     fc.asyncProperty(
       pathFor,
       body,
-      fc.option(fc.oneof(hostileString, fc.string({ minLength: 1, maxLength: 300 })), { nil: undefined }),
-      fc.option(fc.constantFrom('text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=utf-16', ''), { nil: undefined }),
+      fc.option(fc.oneof(hostileString, fc.string({ minLength: 1, maxLength: 300 })), {
+        nil: undefined,
+      }),
+      fc.option(
+        fc.constantFrom(
+          'text/plain',
+          'application/x-www-form-urlencoded',
+          'application/json; charset=utf-16',
+          '',
+        ),
+        { nil: undefined },
+      ),
       async (rawPath, rawBody, idem, contentType) => {
         const path = rawPath.replace('COMPLETED', completedId);
         // Bodies may name real accounts, so that some requests are valid and some get far.
-        const text = JSON.stringify(rawBody ?? null)?.replaceAll('"ACCOUNT"', JSON.stringify(accountIds[0])) ?? 'null';
+        const text =
+          JSON.stringify(rawBody ?? null)?.replaceAll('"ACCOUNT"', JSON.stringify(accountIds[0])) ??
+          'null';
         const before = await snapshot();
         let res;
         try {
@@ -123,13 +191,19 @@ it('never answers 5xx, refuses with problem+json, and changes nothing it refused
 
 it('hostile ids in GET paths never answer 5xx', async () => {
   await fc.assert(
-    fc.asyncProperty(fc.oneof(hostileString, fc.constantFrom('%', '%E0%A4%A', '%zz')), fc.constantFrom('/v1/transfers/', '/v1/accounts/'), fc.constantFrom('', '/entries', '?wait=1'), async (id, prefix, suffix) => {
-      const segment = id.startsWith('%') ? id : pathSegment(id);
-      const path = `${prefix}${segment}${prefix.includes('accounts') ? suffix.replace('?wait=1', '') : suffix.replace('/entries', '')}`;
-      const res = await call('GET', path);
-      expect(res.status, path).toBeLessThan(500);
-      if (res.status >= 400) expect(res.headers.get('content-type')).toContain('application/problem+json');
-    }),
+    fc.asyncProperty(
+      fc.oneof(hostileString, fc.constantFrom('%', '%E0%A4%A', '%zz')),
+      fc.constantFrom('/v1/transfers/', '/v1/accounts/'),
+      fc.constantFrom('', '/entries', '?wait=1'),
+      async (id, prefix, suffix) => {
+        const segment = id.startsWith('%') ? id : pathSegment(id);
+        const path = `${prefix}${segment}${prefix.includes('accounts') ? suffix.replace('?wait=1', '') : suffix.replace('/entries', '')}`;
+        const res = await call('GET', path);
+        expect(res.status, path).toBeLessThan(500);
+        if (res.status >= 400)
+          expect(res.headers.get('content-type')).toContain('application/problem+json');
+      },
+    ),
     { numRuns: 200 },
   );
 });

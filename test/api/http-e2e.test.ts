@@ -22,7 +22,9 @@ beforeAll(async () => {
   http = caller(`http://127.0.0.1:${port}`, env.config.adminApiKey!);
   // Ready once the worker process has claimed every partition.
   for (let i = 0; ; i++) {
-    const r = await env.pool.query<{ n: string }>(`SELECT count(*) AS n FROM partitions WHERE owner IS NOT NULL`).catch(() => ({ rows: [{ n: '0' }] }));
+    const r = await env.pool
+      .query<{ n: string }>(`SELECT count(*) AS n FROM partitions WHERE owner IS NOT NULL`)
+      .catch(() => ({ rows: [{ n: '0' }] }));
     if (Number(r.rows[0]!.n) === env.config.partitions) break;
     if (i > 300) throw new Error(`worker did not start:\n${worker.output()}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -36,7 +38,9 @@ afterAll(async () => {
 });
 
 async function account(currency = 'EUR'): Promise<string> {
-  const res = await http('POST', '/v1/accounts', { body: { holder: `h-${randomUUID().slice(0, 6)}`, currency } });
+  const res = await http('POST', '/v1/accounts', {
+    body: { holder: `h-${randomUUID().slice(0, 6)}`, currency },
+  });
   expect(res.status).toBe(201);
   return res.json.id;
 }
@@ -67,7 +71,14 @@ describe('over HTTP with the real worker process', () => {
     const [alice, bob, charlie] = [await account(), await account(), await account()];
     await fund(alice, '500000');
     const sent = await Promise.all(
-      [bob, charlie].map((to) => move('/v1/transfers', { from_account_id: alice, to_account_id: to, amount: '400000', currency: 'EUR' })),
+      [bob, charlie].map((to) =>
+        move('/v1/transfers', {
+          from_account_id: alice,
+          to_account_id: to,
+          amount: '400000',
+          currency: 'EUR',
+        }),
+      ),
     );
     expect(sent.map((s) => s.status)).toEqual([202, 202]);
     const final = await Promise.all(sent.map((s) => waitFinal(s.json.id)));
@@ -81,7 +92,9 @@ describe('over HTTP with the real worker process', () => {
     const wallet = await account();
     await fund(wallet, '50000');
     const sent = await Promise.all(
-      Array.from({ length: 1000 }, () => move('/v1/withdrawals', { account_id: wallet, amount: '100', currency: 'EUR' })),
+      Array.from({ length: 1000 }, () =>
+        move('/v1/withdrawals', { account_id: wallet, amount: '100', currency: 'EUR' }),
+      ),
     );
     expect(sent.every((s) => s.status === 202)).toBe(true);
     const final = await Promise.all(sent.map((s) => waitFinal(s.json.id)));
@@ -100,7 +113,14 @@ describe('over HTTP with the real worker process', () => {
     }
     await Promise.all(payers.map((p) => fund(p, '1000')));
     const sent = await Promise.all(
-      payers.map((p) => move('/v1/transfers', { from_account_id: p, to_account_id: merchant, amount: '250', currency: 'EUR' })),
+      payers.map((p) =>
+        move('/v1/transfers', {
+          from_account_id: p,
+          to_account_id: merchant,
+          amount: '250',
+          currency: 'EUR',
+        }),
+      ),
     );
     const final = await Promise.all(sent.map((s) => waitFinal(s.json.id)));
     expect(final.every((t) => t.status === 'completed')).toBe(true);
@@ -111,34 +131,62 @@ describe('over HTTP with the real worker process', () => {
     const a = await account();
     const key = randomUUID();
     const body = { account_id: a, amount: '123', currency: 'EUR' };
-    const sent = await Promise.all(Array.from({ length: 20 }, () => move('/v1/deposits', body, key)));
+    const sent = await Promise.all(
+      Array.from({ length: 20 }, () => move('/v1/deposits', body, key)),
+    );
     expect(sent.every((s) => s.status === 202 || s.status === 200)).toBe(true);
     expect(sent.filter((s) => s.status === 202)).toHaveLength(1);
     expect(new Set(sent.map((s) => s.json.id)).size).toBe(1);
     await waitFinal(sent[0]!.json.id);
     expect(await balance(a)).toBe('123');
-    const rows = await env.pool.query(`SELECT count(*)::int AS n FROM transfers WHERE idempotency_key = $1`, [key]);
+    const rows = await env.pool.query(
+      `SELECT count(*)::int AS n FROM transfers WHERE idempotency_key = $1`,
+      [key],
+    );
     expect(rows.rows[0].n).toBe(1);
   });
 
   it('a reversal sends the money back, is idempotent, and never reverses more than was moved', async () => {
     const [a, b] = [await account(), await account()];
     await fund(a, '1000');
-    const t = await move('/v1/transfers', { from_account_id: a, to_account_id: b, amount: '600', currency: 'EUR' });
+    const t = await move('/v1/transfers', {
+      from_account_id: a,
+      to_account_id: b,
+      amount: '600',
+      currency: 'EUR',
+    });
     await waitFinal(t.json.id);
 
     const key = randomUUID();
-    const partial = await http('POST', `/v1/transfers/${t.json.id}/reversals`, { idem: key, body: { amount: '200' } });
+    const partial = await http('POST', `/v1/transfers/${t.json.id}/reversals`, {
+      idem: key,
+      body: { amount: '200' },
+    });
     expect(partial.status).toBe(202);
-    expect(partial.json).toMatchObject({ type: 'reversal', from_account_id: b, to_account_id: a, amount: '200', reverses_transfer_id: t.json.id });
-    const replay = await http('POST', `/v1/transfers/${t.json.id}/reversals`, { idem: key, body: { amount: '200' } });
+    expect(partial.json).toMatchObject({
+      type: 'reversal',
+      from_account_id: b,
+      to_account_id: a,
+      amount: '200',
+      reverses_transfer_id: t.json.id,
+    });
+    const replay = await http('POST', `/v1/transfers/${t.json.id}/reversals`, {
+      idem: key,
+      body: { amount: '200' },
+    });
     expect(replay.status).toBe(200);
     expect(replay.json.id).toBe(partial.json.id);
     expect((await waitFinal(partial.json.id)).status).toBe('completed');
 
-    const tooMuch = await http('POST', `/v1/transfers/${t.json.id}/reversals`, { idem: randomUUID(), body: { amount: '401' } });
+    const tooMuch = await http('POST', `/v1/transfers/${t.json.id}/reversals`, {
+      idem: randomUUID(),
+      body: { amount: '401' },
+    });
     expect(tooMuch.status).toBe(422);
-    const rest = await http('POST', `/v1/transfers/${t.json.id}/reversals`, { idem: randomUUID(), body: {} });
+    const rest = await http('POST', `/v1/transfers/${t.json.id}/reversals`, {
+      idem: randomUUID(),
+      body: {},
+    });
     expect(rest.json.amount).toBe('400');
     expect((await waitFinal(rest.json.id)).status).toBe('completed');
     expect(await balance(a)).toBe('1000');
@@ -148,11 +196,19 @@ describe('over HTTP with the real worker process', () => {
   it('a reversal fails insufficient_funds when the destination has spent the money', async () => {
     const [a, b] = [await account(), await account()];
     await fund(a, '500');
-    const t = await move('/v1/transfers', { from_account_id: a, to_account_id: b, amount: '500', currency: 'EUR' });
+    const t = await move('/v1/transfers', {
+      from_account_id: a,
+      to_account_id: b,
+      amount: '500',
+      currency: 'EUR',
+    });
     await waitFinal(t.json.id);
     const w = await move('/v1/withdrawals', { account_id: b, amount: '450', currency: 'EUR' });
     await waitFinal(w.json.id);
-    const r = await http('POST', `/v1/transfers/${t.json.id}/reversals`, { idem: randomUUID(), body: {} });
+    const r = await http('POST', `/v1/transfers/${t.json.id}/reversals`, {
+      idem: randomUUID(),
+      body: {},
+    });
     const final = await waitFinal(r.json.id);
     expect(final).toMatchObject({ status: 'failed', failure_code: 'insufficient_funds' });
   });
@@ -168,7 +224,10 @@ describe('over HTTP with the real worker process', () => {
     const seen: any[] = [];
     let cursor: string | null = null;
     do {
-      const page: any = await http('GET', `/v1/accounts/${a}/entries?limit=3${cursor ? `&cursor=${cursor}` : ''}`);
+      const page: any = await http(
+        'GET',
+        `/v1/accounts/${a}/entries?limit=3${cursor ? `&cursor=${cursor}` : ''}`,
+      );
       expect(page.status).toBe(200);
       seen.push(...page.json.data);
       cursor = page.json.next_cursor;
@@ -181,10 +240,26 @@ describe('over HTTP with the real worker process', () => {
   it('an unknown destination fails account_not_found; a currency mismatch fails currency_mismatch', async () => {
     const [a, usd] = [await account(), await account('USD')];
     await fund(a, '100');
-    const ghost = await move('/v1/transfers', { from_account_id: a, to_account_id: randomUUID(), amount: '1', currency: 'EUR' });
-    expect(await waitFinal(ghost.json.id)).toMatchObject({ status: 'failed', failure_code: 'account_not_found' });
-    const fx = await move('/v1/transfers', { from_account_id: a, to_account_id: usd, amount: '1', currency: 'EUR' });
-    expect(await waitFinal(fx.json.id)).toMatchObject({ status: 'failed', failure_code: 'currency_mismatch' });
+    const ghost = await move('/v1/transfers', {
+      from_account_id: a,
+      to_account_id: randomUUID(),
+      amount: '1',
+      currency: 'EUR',
+    });
+    expect(await waitFinal(ghost.json.id)).toMatchObject({
+      status: 'failed',
+      failure_code: 'account_not_found',
+    });
+    const fx = await move('/v1/transfers', {
+      from_account_id: a,
+      to_account_id: usd,
+      amount: '1',
+      currency: 'EUR',
+    });
+    expect(await waitFinal(fx.json.id)).toMatchObject({
+      status: 'failed',
+      failure_code: 'currency_mismatch',
+    });
   });
 
   it('a long-poll is woken by the worker and returns the final transfer', async () => {
@@ -199,12 +274,18 @@ describe('over HTTP with the real worker process', () => {
   it('an interest run pays each open account once per as_of', async () => {
     const a = await account();
     await fund(a, '3650000');
-    const run = await http('POST', '/v1/interest-runs', { body: { annual_rate_bps: 500, as_of: '2026-11-21' } });
+    const run = await http('POST', '/v1/interest-runs', {
+      body: { annual_rate_bps: 500, as_of: '2026-11-21' },
+    });
     expect(run.status).toBe(202);
     expect(run.json.transfers_submitted).toBeGreaterThanOrEqual(1);
-    const again = await http('POST', '/v1/interest-runs', { body: { annual_rate_bps: 500, as_of: '2026-11-21' } });
+    const again = await http('POST', '/v1/interest-runs', {
+      body: { annual_rate_bps: 500, as_of: '2026-11-21' },
+    });
     expect(again.json.transfers_submitted).toBe(0);
-    const otherRate = await http('POST', '/v1/interest-runs', { body: { annual_rate_bps: 600, as_of: '2026-11-21' } });
+    const otherRate = await http('POST', '/v1/interest-runs', {
+      body: { annual_rate_bps: 600, as_of: '2026-11-21' },
+    });
     expect(otherRate.status).toBe(422);
     await drained(env.pool);
     // 3,650,000 × 5% / 365 = 500.
@@ -215,7 +296,12 @@ describe('over HTTP with the real worker process', () => {
     await drained(env.pool);
     const report = await http('GET', '/v1/reconciliation');
     expect(report.status).toBe(200);
-    expect(report.json).toMatchObject({ ok: true, mismatches: [], total: '0', in_flight: { count: 0, amount: '0' } });
+    expect(report.json).toMatchObject({
+      ok: true,
+      mismatches: [],
+      total: '0',
+      in_flight: { count: 0, amount: '0' },
+    });
     expect(report.json.accounts_checked).toBeGreaterThan(300);
     await expectInvariants(env.pool);
   });
@@ -223,7 +309,9 @@ describe('over HTTP with the real worker process', () => {
   it('the worker process stops cleanly on SIGTERM and releases its partitions', async () => {
     worker.proc.kill('SIGTERM');
     expect(await worker.exited).toBe(0);
-    const held = await env.pool.query(`SELECT count(*)::int AS n FROM partitions WHERE owner IS NOT NULL`);
+    const held = await env.pool.query(
+      `SELECT count(*)::int AS n FROM partitions WHERE owner IS NOT NULL`,
+    );
     expect(held.rows[0].n).toBe(0);
   });
 });

@@ -46,7 +46,9 @@ describe('npm start', () => {
     expect(await run.exited).toBe(1);
     const lines = run.err().trim().split('\n');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toContain('PostgreSQL is not reachable at postgres://root@127.0.0.1:1/ledgerline');
+    expect(lines[0]).toContain(
+      'PostgreSQL is not reachable at postgres://root@127.0.0.1:1/ledgerline',
+    );
     expect(lines[0]).toContain('pg_ctlcluster');
   });
 
@@ -61,7 +63,12 @@ describe('npm start', () => {
 
   it('creates the database, prints an admin key, serves the API with a worker, and stops on Ctrl-C', async () => {
     const port = 20_000 + Math.floor(Math.random() * 20_000);
-    const run = start({ DATABASE_URL: serverUrl(database), QUEUE_PREFIX: prefix, PORT: String(port), PARTITIONS: '4' });
+    const run = start({
+      DATABASE_URL: serverUrl(database),
+      QUEUE_PREFIX: prefix,
+      PORT: String(port),
+      PARTITIONS: '4',
+    });
     let key: string | undefined;
     for (let i = 0; i < 300 && !key; i++) {
       key = /ADMIN_API_KEY was not set; generated for this run:\s+(\S+)/.exec(run.out())?.[1];
@@ -76,14 +83,22 @@ describe('npm start', () => {
     }
     expect(health?.ok).toBe(true);
     const h = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
-    const account = await (await fetch(`http://127.0.0.1:${port}/v1/accounts`, { method: 'POST', headers: h, body: JSON.stringify({ holder: 'A', currency: 'EUR' }) })).json();
+    const account: any = await (
+      await fetch(`http://127.0.0.1:${port}/v1/accounts`, {
+        method: 'POST',
+        headers: h,
+        body: JSON.stringify({ holder: 'A', currency: 'EUR' }),
+      })
+    ).json();
     const dep = await fetch(`http://127.0.0.1:${port}/v1/deposits`, {
       method: 'POST',
       headers: { ...h, 'idempotency-key': 'start-1' },
       body: JSON.stringify({ account_id: account.id, amount: '100', currency: 'EUR' }),
     });
     expect(dep.status).toBe(202);
-    const done = await (await fetch(`http://127.0.0.1:${port}${dep.headers.get('location')}?wait=20`, { headers: h })).json();
+    const done: any = await (
+      await fetch(`http://127.0.0.1:${port}${dep.headers.get('location')}?wait=20`, { headers: h })
+    ).json();
     expect(done.status).toBe('completed');
 
     // Ctrl-C in a terminal signals the whole process group.
@@ -91,7 +106,9 @@ describe('npm start', () => {
     expect(await run.exited).toBe(0);
     const db = new pg.Client({ connectionString: serverUrl(database) });
     await db.connect();
-    const held = await db.query(`SELECT count(*)::int AS n FROM partitions WHERE owner IS NOT NULL`);
+    const held = await db.query(
+      `SELECT count(*)::int AS n FROM partitions WHERE owner IS NOT NULL`,
+    );
     await db.end();
     expect(held.rows[0].n).toBe(0);
     expect(await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => 'closed')).toBe('closed');

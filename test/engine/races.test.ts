@@ -26,19 +26,28 @@ async function fund(accountId: string, amountMinor: bigint) {
 }
 
 async function balanceOf(id: string): Promise<bigint> {
-  const res = await env.pool.query<{ balance: string }>('SELECT balance FROM accounts WHERE id = $1', [id]);
+  const res = await env.pool.query<{ balance: string }>(
+    'SELECT balance FROM accounts WHERE id = $1',
+    [id],
+  );
   return BigInt(res.rows[0]!.balance);
 }
 
 describe('the double-spend race', () => {
   it('two 4,000.00 transfers from a 5,000.00 balance: one completes, one fails insufficient_funds', async () => {
     const [alice, bob, charlie] = await Promise.all([env.account(), env.account(), env.account()]);
-    await fund(alice!.id, 500_000n);
+    await fund(alice.id, 500_000n);
 
     const submitted = await Promise.all(
-      [bob!, charlie!].map((to) =>
+      [bob, charlie].map((to) =>
         env.submit([
-          { type: 'transfer', fromAccountId: alice!.id, toAccountId: to.id, amountMinor: 400_000n, currency: 'EUR' },
+          {
+            type: 'transfer',
+            fromAccountId: alice.id,
+            toAccountId: to.id,
+            amountMinor: 400_000n,
+            currency: 'EUR',
+          },
         ]),
       ),
     );
@@ -49,8 +58,8 @@ describe('the double-spend race', () => {
     const failed = final.filter((t) => t.status === 'failed');
     expect(failed).toHaveLength(1);
     expect(failed[0]!.failureCode).toBe('insufficient_funds');
-    expect(await balanceOf(alice!.id)).toBe(100_000n);
-    expect((await balanceOf(bob!.id)) + (await balanceOf(charlie!.id))).toBe(400_000n);
+    expect(await balanceOf(alice.id)).toBe(100_000n);
+    expect((await balanceOf(bob.id)) + (await balanceOf(charlie.id))).toBe(400_000n);
     await expectInvariants(env.pool, { submittedIds: ids });
   });
 });
@@ -63,7 +72,13 @@ describe('a flash sale of withdrawals', () => {
     const submitted = await Promise.all(
       Array.from({ length: 1000 }, () =>
         env.submit([
-          { type: 'withdrawal', fromAccountId: wallet.id, toAccountId: null, amountMinor: 100n, currency: 'EUR' },
+          {
+            type: 'withdrawal',
+            fromAccountId: wallet.id,
+            toAccountId: null,
+            amountMinor: 100n,
+            currency: 'EUR',
+          },
         ]),
       ),
     );
@@ -87,14 +102,26 @@ describe('a hot destination', () => {
       if (partitionOf(a.id, env.config.partitions) !== merchantPartition) payers.push(a);
     }
     const deposits = await env.submit(
-      payers.map((p) => ({ type: 'deposit' as const, fromAccountId: null, toAccountId: p.id, amountMinor: 10_000n, currency: 'EUR' })),
+      payers.map((p) => ({
+        type: 'deposit' as const,
+        fromAccountId: null,
+        toAccountId: p.id,
+        amountMinor: 10_000n,
+        currency: 'EUR',
+      })),
     );
     await env.waitForFinal(deposits.map((d) => d.id));
 
     const submitted = await Promise.all(
       payers.map((p, i) =>
         env.submit([
-          { type: 'transfer', fromAccountId: p.id, toAccountId: merchant.id, amountMinor: BigInt(100 + i), currency: 'EUR' },
+          {
+            type: 'transfer',
+            fromAccountId: p.id,
+            toAccountId: merchant.id,
+            amountMinor: BigInt(100 + i),
+            currency: 'EUR',
+          },
         ]),
       ),
     );

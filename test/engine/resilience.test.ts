@@ -58,10 +58,22 @@ describe('redelivery', () => {
     const worker = await env.startWorker();
     const [alice, bob] = await accountsOnDistinctPartitions();
     const [dep] = await env.submit([
-      { type: 'deposit', fromAccountId: null, toAccountId: alice.id, amountMinor: 1_000n, currency: 'EUR' },
+      {
+        type: 'deposit',
+        fromAccountId: null,
+        toAccountId: alice.id,
+        amountMinor: 1_000n,
+        currency: 'EUR',
+      },
     ]);
     const [t] = await env.submit([
-      { type: 'transfer', fromAccountId: alice.id, toAccountId: bob.id, amountMinor: 300n, currency: 'EUR' },
+      {
+        type: 'transfer',
+        fromAccountId: alice.id,
+        toAccountId: bob.id,
+        amountMinor: 300n,
+        currency: 'EUR',
+      },
     ]);
     await env.waitForFinal([dep!.id, t!.id]);
     const before = await entriesOf(t!.id);
@@ -92,13 +104,27 @@ describe('redelivery', () => {
   it('two copies of one leg in the same batch post once', async () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
     const [dep] = await env.submit([
-      { type: 'deposit', fromAccountId: null, toAccountId: alice.id, amountMinor: 500n, currency: 'EUR' },
+      {
+        type: 'deposit',
+        fromAccountId: null,
+        toAccountId: alice.id,
+        amountMinor: 500n,
+        currency: 'EUR',
+      },
     ]);
     const [t] = await env.submit([
-      { type: 'transfer', fromAccountId: alice.id, toAccountId: bob.id, amountMinor: 500n, currency: 'EUR' },
+      {
+        type: 'transfer',
+        fromAccountId: alice.id,
+        toAccountId: bob.id,
+        amountMinor: 500n,
+        currency: 'EUR',
+      },
     ]);
     const p = partitionOf(alice.id, env.config.partitions);
-    await env.dispatcher.queue(p).add('debit', { transferId: t!.id, leg: 'debit' }, { jobId: `copy-${t!.id}` });
+    await env.dispatcher
+      .queue(p)
+      .add('debit', { transferId: t!.id, leg: 'debit' }, { jobId: `copy-${t!.id}` });
 
     await env.startWorker();
     const [, done] = await env.waitForFinal([dep!.id, t!.id]);
@@ -112,7 +138,13 @@ describe('the outbox sweep', () => {
   it('deleting every queue key after the submissions returned loses nothing: each completes once', async () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
     const submitted = await env.submit([
-      { type: 'deposit', fromAccountId: null, toAccountId: alice.id, amountMinor: 100_000n, currency: 'EUR' },
+      {
+        type: 'deposit',
+        fromAccountId: null,
+        toAccountId: alice.id,
+        amountMinor: 100_000n,
+        currency: 'EUR',
+      },
       ...Array.from({ length: 150 }, () => ({
         type: 'transfer' as const,
         fromAccountId: alice.id,
@@ -129,7 +161,9 @@ describe('the outbox sweep', () => {
     const final = await env.waitForFinal(ids);
     expect(worker.stats().swept).toBeGreaterThanOrEqual(ids.length);
     // The deposit may be swept after some transfers, so some may fail for funds, but none twice.
-    expect(final.every((t) => t.status === 'completed' || t.failureCode === 'insufficient_funds')).toBe(true);
+    expect(
+      final.every((t) => t.status === 'completed' || t.failureCode === 'insufficient_funds'),
+    ).toBe(true);
     await expectInvariants(env.pool, { submittedIds: ids });
   });
 
@@ -137,10 +171,22 @@ describe('the outbox sweep', () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
     const n = env.config.partitions;
     const [dep] = await env.submit([
-      { type: 'deposit', fromAccountId: null, toAccountId: alice.id, amountMinor: 1_000n, currency: 'EUR' },
+      {
+        type: 'deposit',
+        fromAccountId: null,
+        toAccountId: alice.id,
+        amountMinor: 1_000n,
+        currency: 'EUR',
+      },
     ]);
     const [t] = await env.submit([
-      { type: 'transfer', fromAccountId: alice.id, toAccountId: bob.id, amountMinor: 400n, currency: 'EUR' },
+      {
+        type: 'transfer',
+        fromAccountId: alice.id,
+        toAccountId: bob.id,
+        amountMinor: 400n,
+        currency: 'EUR',
+      },
     ]);
     await deleteKeys(env.redis, `${env.config.queuePrefix}:*`);
 
@@ -159,7 +205,9 @@ describe('the outbox sweep', () => {
       (id) => partitionOf(id, n) === p,
     );
     client.release();
-    expect(plan.forward).toEqual([{ transferId: t!.id, leg: 'credit', partition: partitionOf(bob.id, n) }]);
+    expect(plan.forward).toEqual([
+      { transferId: t!.id, leg: 'credit', partition: partitionOf(bob.id, n) },
+    ]);
     const mid = await env.pool.query('SELECT status FROM transfers WHERE id = $1', [t!.id]);
     expect(mid.rows[0].status).toBe('debited');
 
@@ -176,7 +224,13 @@ describe('ownership', () => {
     const payer = await accountOn(target);
     const payees = await Promise.all(Array.from({ length: 5 }, () => env.account()));
     const [dep] = await env.submit([
-      { type: 'deposit', fromAccountId: null, toAccountId: payer.id, amountMinor: 1_000_000n, currency: 'EUR' },
+      {
+        type: 'deposit',
+        fromAccountId: null,
+        toAccountId: payer.id,
+        amountMinor: 1_000_000n,
+        currency: 'EUR',
+      },
     ]);
     await env.startWorker().then(async (w) => {
       await env.waitForFinal([dep!.id]);
@@ -252,7 +306,13 @@ describe('ownership', () => {
 
     const accounts = await Promise.all(Array.from({ length: 8 }, () => env.account()));
     const submitted = await env.submit(
-      accounts.map((acc) => ({ type: 'deposit' as const, fromAccountId: null, toAccountId: acc.id, amountMinor: 10n, currency: 'EUR' })),
+      accounts.map((acc) => ({
+        type: 'deposit' as const,
+        fromAccountId: null,
+        toAccountId: acc.id,
+        amountMinor: 10n,
+        currency: 'EUR',
+      })),
     );
     const final = await env.waitForFinal(submitted.map((t) => t.id));
     expect(final.every((t) => t.status === 'completed')).toBe(true);
@@ -265,7 +325,13 @@ describe('compensation', () => {
   it('a destination closed between the debit and the credit gets its money refunded to the source', async () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
     const [dep] = await env.submit([
-      { type: 'deposit', fromAccountId: null, toAccountId: alice.id, amountMinor: 1_000n, currency: 'EUR' },
+      {
+        type: 'deposit',
+        fromAccountId: null,
+        toAccountId: alice.id,
+        amountMinor: 1_000n,
+        currency: 'EUR',
+      },
     ]);
     await env.startWorker({
       hooks: {
@@ -278,7 +344,13 @@ describe('compensation', () => {
     });
     await env.waitForFinal([dep!.id]);
     const [t] = await env.submit([
-      { type: 'transfer', fromAccountId: alice.id, toAccountId: bob.id, amountMinor: 600n, currency: 'EUR' },
+      {
+        type: 'transfer',
+        fromAccountId: alice.id,
+        toAccountId: bob.id,
+        amountMinor: 600n,
+        currency: 'EUR',
+      },
     ]);
     const [done] = await env.waitForFinal([t!.id]);
 
@@ -293,7 +365,9 @@ describe('compensation', () => {
       'debit:posted',
       'refund:posted',
     ]);
-    const alicesBalance = await env.pool.query('SELECT balance FROM accounts WHERE id = $1', [alice.id]);
+    const alicesBalance = await env.pool.query('SELECT balance FROM accounts WHERE id = $1', [
+      alice.id,
+    ]);
     expect(alicesBalance.rows[0].balance).toBe('1000');
     await expectInvariants(env.pool);
   });

@@ -4,7 +4,7 @@ import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { checkPostgres, checkRedis, PreflightError } from '../../src/cli/preflight';
 import { ensureDatabase, runMigrations } from '../../src/db/migrate';
-import { adminUrl, serverUrl } from './urls';
+import { DATABASE_URL_BASE, adminUrl, serverUrl } from './urls';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -14,7 +14,7 @@ declare module 'vitest' {
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   try {
-    await checkPostgres(serverUrl('postgres'));
+    await checkPostgres(DATABASE_URL_BASE);
     await checkRedis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
   } catch (err) {
     if (err instanceof PreflightError) {

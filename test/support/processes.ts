@@ -19,7 +19,11 @@ export function processEnv(config: Config): NodeJS.ProcessEnv {
 export type Child = { proc: ChildProcess; output: () => string; exited: Promise<number | null> };
 
 export function spawnScript(script: string, env: NodeJS.ProcessEnv): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env, stdio: 'pipe' });
+  const proc = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: ROOT,
+    env,
+    stdio: 'pipe',
+  });
   let output = '';
   proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));

@@ -105,7 +105,9 @@ export async function createTestEnv(opts: { partitions?: number } = {}): Promise
         }
         if (Date.now() > deadline) {
           const open = found.filter((t) => !isFinal(t.status)).length;
-          throw new Error(`${open + ids.length - found.length} of ${ids.length} transfers not final`);
+          throw new Error(
+            `${open + ids.length - found.length} of ${ids.length} transfers not final`,
+          );
         }
         await new Promise((r) => setTimeout(r, 50));
       }

@@ -3,14 +3,23 @@ import type { Config } from '../../src/config/env';
 import { createWebProcess, type WebProcess } from '../../src/http/web-process';
 import type { TestEnv } from './test-env';
 
-export async function createTestWeb(env: TestEnv, overrides: Partial<Config> = {}): Promise<WebProcess> {
+export async function createTestWeb(
+  env: TestEnv,
+  overrides: Partial<Config> = {},
+): Promise<WebProcess> {
   return createWebProcess({ ...env.config, ...overrides });
 }
 
 export type Call = (
   method: string,
   path: string,
-  opts?: { body?: unknown; rawBody?: string; key?: string | null; idem?: string; headers?: Record<string, string> },
+  opts?: {
+    body?: unknown;
+    rawBody?: string;
+    key?: string | null;
+    idem?: string;
+    headers?: Record<string, string>;
+  },
 ) => Promise<{ status: number; headers: Headers; json: any }>;
 
 type Fetcher = (path: string, init: RequestInit) => Promise<Response>;

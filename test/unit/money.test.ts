@@ -17,13 +17,37 @@ describe('parseAmount', () => {
   it('accepts JSON integers up to 2^53-1 when the maximum allows it', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), (n) => {
-        expect(parseAmount(n, BigInt(Number.MAX_SAFE_INTEGER))).toEqual({ ok: true, amountMinor: BigInt(n) });
+        expect(parseAmount(n, BigInt(Number.MAX_SAFE_INTEGER))).toEqual({
+          ok: true,
+          amountMinor: BigInt(n),
+        });
       }),
     );
   });
 
   it('rejects zero, negatives, fractions, exponents, a leading plus, padding and leading zeros', () => {
-    for (const bad of ['0', '-1', '1.5', '1e3', '+5', ' 5', '5 ', '007', '', '١٢', '0x10', 0, -3, 1.5, 1e300, NaN, null, true, [], {}]) {
+    for (const bad of [
+      '0',
+      '-1',
+      '1.5',
+      '1e3',
+      '+5',
+      ' 5',
+      '5 ',
+      '007',
+      '',
+      '١٢',
+      '0x10',
+      0,
+      -3,
+      1.5,
+      1e300,
+      NaN,
+      null,
+      true,
+      [],
+      {},
+    ]) {
       expect(parseAmount(bad, MAX).ok, JSON.stringify(bad)).toBe(false);
     }
     expect(parseAmount(2 ** 53, BigInt(2 ** 60)).ok).toBe(false);

@@ -2,19 +2,44 @@
 // below its floor, a leg seen twice posts once, and the outcome order is the documented one.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { plan, systemKey, type AccountState, type SubBalanceState, type TransferState } from '../../src/ledger/plan';
+import {
+  plan,
+  systemKey,
+  type AccountState,
+  type SubBalanceState,
+  type TransferState,
+} from '../../src/ledger/plan';
 import type { LegJobData } from '../../src/queue/queues';
 
 const P = 0;
 const acct = (id: string, o: Partial<AccountState> = {}): AccountState => ({
-  id, currency: 'EUR', kind: 'customer', status: 'open', overdraftLimit: 0n, balance: 0n, version: 0n, ...o,
+  id,
+  currency: 'EUR',
+  kind: 'customer',
+  status: 'open',
+  overdraftLimit: 0n,
+  balance: 0n,
+  version: 0n,
+  ...o,
 });
 const subs = new Map<string, SubBalanceState>(
-  (['settlement', 'in_transit', 'interest'] as const).map((n) => [systemKey(n, 'EUR'), { accountId: `sys-${n}`, balance: 0n, version: 0n }]),
+  (['settlement', 'in_transit', 'interest'] as const).map((n) => [
+    systemKey(n, 'EUR'),
+    { accountId: `sys-${n}`, balance: 0n, version: 0n },
+  ]),
 );
-const transfer = (o: Partial<TransferState> & Pick<TransferState, 'id' | 'type'>): TransferState => ({
-  fromAccountId: null, toAccountId: null, amount: 100n, currency: 'EUR', status: 'accepted', failureCode: null,
-  srcPartition: P, dstPartition: P, ...o,
+const transfer = (
+  o: Partial<TransferState> & Pick<TransferState, 'id' | 'type'>,
+): TransferState => ({
+  fromAccountId: null,
+  toAccountId: null,
+  amount: 100n,
+  currency: 'EUR',
+  status: 'accepted',
+  failureCode: null,
+  srcPartition: P,
+  dstPartition: P,
+  ...o,
 });
 
 describe('the planner', () => {
@@ -27,17 +52,32 @@ describe('the planner', () => {
     ]);
     const transfers = new Map([
       ['t1', transfer({ id: 't1', type: 'transfer', fromAccountId: 'poor', toAccountId: 'ghost' })],
-      ['t2', transfer({ id: 't2', type: 'transfer', fromAccountId: 'poor', toAccountId: 'closed' })],
+      [
+        't2',
+        transfer({ id: 't2', type: 'transfer', fromAccountId: 'poor', toAccountId: 'closed' }),
+      ],
       ['t3', transfer({ id: 't3', type: 'transfer', fromAccountId: 'poor', toAccountId: 'usd' })],
       ['t4', transfer({ id: 't4', type: 'transfer', fromAccountId: 'poor', toAccountId: 'rich' })],
       ['t5', transfer({ id: 't5', type: 'transfer', fromAccountId: 'rich', toAccountId: 'poor' })],
     ]);
     const p = plan({
-      partition: P, applySeqBefore: 0n, transfers, accounts, subBalances: subs, isLocal: () => true,
-      legs: ['t1', 't2', 't3', 't4', 't5'].map((transferId) => ({ transferId, leg: 'debit' as const })),
+      partition: P,
+      applySeqBefore: 0n,
+      transfers,
+      accounts,
+      subBalances: subs,
+      isLocal: () => true,
+      legs: ['t1', 't2', 't3', 't4', 't5'].map((transferId) => ({
+        transferId,
+        leg: 'debit' as const,
+      })),
     });
     expect(p.appliedLegs.map((l) => l.outcome)).toEqual([
-      'account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds', 'posted',
+      'account_not_found',
+      'account_closed',
+      'currency_mismatch',
+      'insufficient_funds',
+      'posted',
     ]);
     expect(p.appliedLegs.map((l) => l.applySeq)).toEqual([1n, 2n, 3n, 4n, 5n]);
   });
@@ -45,7 +85,11 @@ describe('the planner', () => {
   it('on random batches, balances every leg, respects every floor and posts a repeated leg once', () => {
     const accountIds = ['a', 'b', 'c'];
     const legArb = fc.record({
-      type: fc.constantFrom('deposit', 'withdrawal', 'transfer') as fc.Arbitrary<'deposit' | 'withdrawal' | 'transfer'>,
+      type: fc.constantFrom<'deposit' | 'withdrawal' | 'transfer'>(
+        'deposit',
+        'withdrawal',
+        'transfer',
+      ),
       from: fc.constantFrom(...accountIds),
       to: fc.constantFrom(...accountIds),
       amount: fc.bigInt({ min: 1n, max: 1_000n }),
@@ -57,27 +101,49 @@ describe('the planner', () => {
         fc.array(fc.bigInt({ min: 0n, max: 500n }), { minLength: 3, maxLength: 3 }),
         fc.array(fc.bigInt({ min: 0n, max: 200n }), { minLength: 3, maxLength: 3 }),
         (cmds, balances, overdrafts) => {
-          const accounts = new Map(accountIds.map((id, i) => [id, acct(id, { balance: balances[i]!, overdraftLimit: overdrafts[i]! })]));
+          const accounts = new Map(
+            accountIds.map((id, i) => [
+              id,
+              acct(id, { balance: balances[i]!, overdraftLimit: overdrafts[i]! }),
+            ]),
+          );
           const transfers = new Map<string, TransferState>();
           const legs: LegJobData[] = [];
           cmds.forEach((c, i) => {
             const id = `t${i}`;
             const sameAccount = c.type === 'transfer' && c.from === c.to;
-            transfers.set(id, transfer({
-              id, type: c.type, amount: c.amount,
-              fromAccountId: c.type === 'deposit' ? null : c.from,
-              toAccountId: c.type === 'withdrawal' ? null : sameAccount ? 'ghost' : c.to,
-            }));
+            transfers.set(
+              id,
+              transfer({
+                id,
+                type: c.type,
+                amount: c.amount,
+                fromAccountId: c.type === 'deposit' ? null : c.from,
+                toAccountId: c.type === 'withdrawal' ? null : sameAccount ? 'ghost' : c.to,
+              }),
+            );
             for (let r = 0; r < c.repeats; r++) legs.push({ transferId: id, leg: 'debit' });
           });
-          const p = plan({ partition: P, applySeqBefore: 7n, legs, transfers, accounts, subBalances: subs, isLocal: () => true });
+          const p = plan({
+            partition: P,
+            applySeqBefore: 7n,
+            legs,
+            transfers,
+            accounts,
+            subBalances: subs,
+            isLocal: () => true,
+          });
 
           expect(p.results).toHaveLength(legs.length);
           expect(p.appliedLegs).toHaveLength(cmds.length);
-          expect(p.results.filter((r) => r === 'duplicate')).toHaveLength(legs.length - cmds.length);
+          expect(p.results.filter((r) => r === 'duplicate')).toHaveLength(
+            legs.length - cmds.length,
+          );
           expect(p.applySeqAfter).toBe(7n + BigInt(cmds.length));
           for (const l of p.appliedLegs) {
-            const sum = p.entries.filter((e) => e.transferId === l.transferId).reduce((s, e) => s + e.amount, 0n);
+            const sum = p.entries
+              .filter((e) => e.transferId === l.transferId)
+              .reduce((s, e) => s + e.amount, 0n);
             expect(sum).toBe(0n);
           }
           for (const w of p.accountWrites) {
@@ -85,7 +151,9 @@ describe('the planner', () => {
             expect(w.balance).toBeGreaterThanOrEqual(-a.overdraftLimit);
             const posted = p.entries.filter((e) => e.accountId === w.id);
             expect(w.balance - a.balance).toBe(posted.reduce((s, e) => s + e.amount, 0n));
-            expect(posted.map((e) => e.accountVersion)).toEqual(posted.map((_, i) => a.version + BigInt(i + 1)));
+            expect(posted.map((e) => e.accountVersion)).toEqual(
+              posted.map((_, i) => a.version + BigInt(i + 1)),
+            );
           }
         },
       ),
