@@ -17,6 +17,11 @@ import {
 } from 'drizzle-orm/pg-core';
 
 const money = (name: string) => bigint(name, { mode: 'bigint' });
+/** Balances and sequence counters start at zero. */
+const zeroBigint = (name: string) =>
+  bigint(name, { mode: 'bigint' })
+    .notNull()
+    .default(sql`0`);
 const tstz = (name: string) => timestamp(name, { withTimezone: true, mode: 'date' });
 
 /**
@@ -37,16 +42,10 @@ export const accounts = pgTable(
     status: text('status', { enum: ['open', 'closed'] })
       .notNull()
       .default('open'),
-    overdraftLimit: money('overdraft_limit')
-      .notNull()
-      .default(sql`0`),
-    balance: money('balance')
-      .notNull()
-      .default(sql`0`),
+    overdraftLimit: zeroBigint('overdraft_limit'),
+    balance: zeroBigint('balance'),
     /** The per-account entry sequence: the `account_version` of the newest ledger entry. */
-    version: bigint('version', { mode: 'bigint' })
-      .notNull()
-      .default(sql`0`),
+    version: zeroBigint('version'),
     createdAt: tstz('created_at').notNull().defaultNow(),
   },
   (t) => [
@@ -69,12 +68,8 @@ export const systemBalances = pgTable(
       .notNull()
       .references(() => accounts.id),
     partition: integer('partition').notNull(),
-    balance: money('balance')
-      .notNull()
-      .default(sql`0`),
-    version: bigint('version', { mode: 'bigint' })
-      .notNull()
-      .default(sql`0`),
+    balance: zeroBigint('balance'),
+    version: zeroBigint('version'),
   },
   (t) => [primaryKey({ columns: [t.accountId, t.partition] })],
 );
@@ -188,16 +183,12 @@ export const ledgerEntries = pgTable(
 /** Partition ownership: an expiring lease plus a fencing epoch bumped on every claim. */
 export const partitions = pgTable('partitions', {
   id: integer('id').primaryKey(),
-  epoch: bigint('epoch', { mode: 'bigint' })
-    .notNull()
-    .default(sql`0`),
+  epoch: zeroBigint('epoch'),
   owner: text('owner'),
   leaseExpiresAt: tstz('lease_expires_at'),
   heartbeatAt: tstz('heartbeat_at'),
   /** The last apply sequence used; the next applied leg gets apply_seq + 1. */
-  applySeq: bigint('apply_seq', { mode: 'bigint' })
-    .notNull()
-    .default(sql`0`),
+  applySeq: zeroBigint('apply_seq'),
 });
 
 /** Live worker processes, so each can take its fair share of partitions. */

@@ -1,6 +1,6 @@
 // Money movements: deposits, withdrawals, transfers and reversals (202 + poll), and reads.
 import { createRoute, z } from '@hono/zod-openapi';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { IDEMPOTENCY_KEY_LENGTH_MAX, WAIT_SECONDS_MAX } from '../config/limits';
 import { requireScope, type AuthEnv } from '../http/auth';
 import { ApiError } from '../http/problem';
@@ -40,7 +40,7 @@ function moneyRoute<B extends z.ZodType>(path: string, summary: string, body: B)
     summary,
     tags: ['transfers'],
     security: BEARER,
-    middleware: [requireScope('transfers:write')] as const,
+    middleware: [requireScope('transfers:write'), rejectNonIntegerAmountLiterals] as const,
     request: {
       headers: IdempotencyHeader,
       body: { required: true, content: { 'application/json': { schema: body } } },
@@ -71,16 +71,17 @@ export function idempotencyKeyOf(c: Context): string {
 
 /**
  * JSON numbers lose their spelling when parsed: `1e3` and `1000.0` both become 1000. The API
- * promises to reject exponents and fractions, so the raw text is checked too.
+ * promises to reject exponents and fractions, so the raw text is checked before the schema.
  */
-async function rejectNonIntegerAmountLiterals(c: Context): Promise<void> {
+const rejectNonIntegerAmountLiterals: MiddlewareHandler<AuthEnv> = async (c, next) => {
   const raw = await c.req.text();
   if (/"amount"\s*:\s*-?[0-9]*(?:\.[0-9]*)?[eE.]/.test(raw)) {
     throw new ApiError(400, 'validation_failed', 'amount must be an integer of minor units', [
       { path: 'amount', message: 'no fractions or exponents' },
     ]);
   }
-}
+  await next();
+};
 
 function amountOf(deps: HttpDeps, value: string | number): bigint {
   const parsed = parseAmount(value, deps.config.amountMinorMax);
@@ -166,7 +167,6 @@ export function transfersRouter(deps: HttpDeps) {
   const r = newRouter();
 
   r.openapi(moneyRoute('/v1/deposits', 'Deposit money into an account', DepositBody), async (c) => {
-    await rejectNonIntegerAmountLiterals(c);
     const b = c.req.valid('json');
     return submitOne(c, deps, {
       type: 'deposit',
@@ -180,7 +180,6 @@ export function transfersRouter(deps: HttpDeps) {
   r.openapi(
     moneyRoute('/v1/withdrawals', 'Withdraw money from an account', WithdrawalBody),
     async (c) => {
-      await rejectNonIntegerAmountLiterals(c);
       const b = c.req.valid('json');
       return submitOne(c, deps, {
         type: 'withdrawal',
@@ -195,7 +194,6 @@ export function transfersRouter(deps: HttpDeps) {
   r.openapi(
     moneyRoute('/v1/transfers', 'Transfer money between two accounts', TransferBody),
     async (c) => {
-      await rejectNonIntegerAmountLiterals(c);
       const b = c.req.valid('json');
       const from = b.from_account_id.toLowerCase();
       const to = b.to_account_id.toLowerCase();
@@ -228,7 +226,7 @@ export function transfersRouter(deps: HttpDeps) {
       'Like any transfer, it may fail with insufficient_funds.',
     tags: ['transfers'],
     security: BEARER,
-    middleware: [requireScope('transfers:write')] as const,
+    middleware: [requireScope('transfers:write'), rejectNonIntegerAmountLiterals] as const,
     request: {
       params: IdParam,
       headers: IdempotencyHeader,
@@ -237,7 +235,6 @@ export function transfersRouter(deps: HttpDeps) {
     responses: accepted,
   });
   r.openapi(reversal, async (c) => {
-    await rejectNonIntegerAmountLiterals(c);
     const { id } = c.req.valid('param');
     const b = c.req.valid('json') ?? {};
     const idempotencyKey = idempotencyKeyOf(c);

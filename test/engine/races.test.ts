@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { partitionOf } from '../../src/partitions/routing';
 import { expectInvariants } from '../support/invariants';
-import { createTestEnv, type TestEnv } from '../support/test-env';
+import { createTestEnv, deposit, transfer, type TestEnv } from '../support/test-env';
 
 let env: TestEnv;
 
@@ -18,9 +18,7 @@ afterAll(async () => {
 });
 
 async function fund(accountId: string, amountMinor: bigint) {
-  const [t] = await env.submit([
-    { type: 'deposit', fromAccountId: null, toAccountId: accountId, amountMinor, currency: 'EUR' },
-  ]);
+  const [t] = await env.submit([deposit(accountId, amountMinor)]);
   const [done] = await env.waitForFinal([t!.id]);
   expect(done!.status).toBe('completed');
 }
@@ -39,17 +37,7 @@ describe('the double-spend race', () => {
     await fund(alice.id, 500_000n);
 
     const submitted = await Promise.all(
-      [bob, charlie].map((to) =>
-        env.submit([
-          {
-            type: 'transfer',
-            fromAccountId: alice.id,
-            toAccountId: to.id,
-            amountMinor: 400_000n,
-            currency: 'EUR',
-          },
-        ]),
-      ),
+      [bob, charlie].map((to) => env.submit([transfer(alice.id, to.id, 400_000n)])),
     );
     const ids = submitted.flat().map((t) => t.id);
     const final = await env.waitForFinal(ids);
@@ -101,29 +89,11 @@ describe('a hot destination', () => {
       const a = await env.account();
       if (partitionOf(a.id, env.config.partitions) !== merchantPartition) payers.push(a);
     }
-    const deposits = await env.submit(
-      payers.map((p) => ({
-        type: 'deposit' as const,
-        fromAccountId: null,
-        toAccountId: p.id,
-        amountMinor: 10_000n,
-        currency: 'EUR',
-      })),
-    );
+    const deposits = await env.submit(payers.map((p) => deposit(p.id, 10_000n)));
     await env.waitForFinal(deposits.map((d) => d.id));
 
     const submitted = await Promise.all(
-      payers.map((p, i) =>
-        env.submit([
-          {
-            type: 'transfer',
-            fromAccountId: p.id,
-            toAccountId: merchant.id,
-            amountMinor: BigInt(100 + i),
-            currency: 'EUR',
-          },
-        ]),
-      ),
+      payers.map((p, i) => env.submit([transfer(p.id, merchant.id, BigInt(100 + i))])),
     );
     const ids = submitted.flat().map((t) => t.id);
     const final = await env.waitForFinal(ids);

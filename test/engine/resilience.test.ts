@@ -6,7 +6,7 @@ import { ensurePartitionRows, steal } from '../../src/partitions/leases';
 import { partitionOf } from '../../src/partitions/routing';
 import { queueName } from '../../src/queue/queues';
 import { expectInvariants, drained } from '../support/invariants';
-import { createTestEnv, deleteKeys, type TestEnv } from '../support/test-env';
+import { createTestEnv, deleteKeys, deposit, transfer, type TestEnv } from '../support/test-env';
 
 let env: TestEnv;
 beforeEach(async () => {
@@ -57,24 +57,8 @@ describe('redelivery', () => {
   it('the same debit and credit legs delivered again are applied once', async () => {
     const worker = await env.startWorker();
     const [alice, bob] = await accountsOnDistinctPartitions();
-    const [dep] = await env.submit([
-      {
-        type: 'deposit',
-        fromAccountId: null,
-        toAccountId: alice.id,
-        amountMinor: 1_000n,
-        currency: 'EUR',
-      },
-    ]);
-    const [t] = await env.submit([
-      {
-        type: 'transfer',
-        fromAccountId: alice.id,
-        toAccountId: bob.id,
-        amountMinor: 300n,
-        currency: 'EUR',
-      },
-    ]);
+    const [dep] = await env.submit([deposit(alice.id, 1_000n)]);
+    const [t] = await env.submit([transfer(alice.id, bob.id, 300n)]);
     await env.waitForFinal([dep!.id, t!.id]);
     const before = await entriesOf(t!.id);
     expect(before).toHaveLength(4);
@@ -103,24 +87,8 @@ describe('redelivery', () => {
 
   it('two copies of one leg in the same batch post once', async () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
-    const [dep] = await env.submit([
-      {
-        type: 'deposit',
-        fromAccountId: null,
-        toAccountId: alice.id,
-        amountMinor: 500n,
-        currency: 'EUR',
-      },
-    ]);
-    const [t] = await env.submit([
-      {
-        type: 'transfer',
-        fromAccountId: alice.id,
-        toAccountId: bob.id,
-        amountMinor: 500n,
-        currency: 'EUR',
-      },
-    ]);
+    const [dep] = await env.submit([deposit(alice.id, 500n)]);
+    const [t] = await env.submit([transfer(alice.id, bob.id, 500n)]);
     const p = partitionOf(alice.id, env.config.partitions);
     await env.dispatcher
       .queue(p)
@@ -138,20 +106,8 @@ describe('the outbox sweep', () => {
   it('deleting every queue key after the submissions returned loses nothing: each completes once', async () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
     const submitted = await env.submit([
-      {
-        type: 'deposit',
-        fromAccountId: null,
-        toAccountId: alice.id,
-        amountMinor: 100_000n,
-        currency: 'EUR',
-      },
-      ...Array.from({ length: 150 }, () => ({
-        type: 'transfer' as const,
-        fromAccountId: alice.id,
-        toAccountId: bob.id,
-        amountMinor: 100n,
-        currency: 'EUR',
-      })),
+      deposit(alice.id, 100_000n),
+      ...Array.from({ length: 150 }, () => transfer(alice.id, bob.id, 100n)),
     ]);
     // Redis forgets everything it was told; PostgreSQL still has every row.
     expect(await deleteKeys(env.redis, `${env.config.queuePrefix}:*`)).toBeGreaterThan(0);
@@ -170,24 +126,8 @@ describe('the outbox sweep', () => {
   it('a credit leg lost after its debit committed is re-driven from the debited row', async () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
     const n = env.config.partitions;
-    const [dep] = await env.submit([
-      {
-        type: 'deposit',
-        fromAccountId: null,
-        toAccountId: alice.id,
-        amountMinor: 1_000n,
-        currency: 'EUR',
-      },
-    ]);
-    const [t] = await env.submit([
-      {
-        type: 'transfer',
-        fromAccountId: alice.id,
-        toAccountId: bob.id,
-        amountMinor: 400n,
-        currency: 'EUR',
-      },
-    ]);
+    const [dep] = await env.submit([deposit(alice.id, 1_000n)]);
+    const [t] = await env.submit([transfer(alice.id, bob.id, 400n)]);
     await deleteKeys(env.redis, `${env.config.queuePrefix}:*`);
 
     // Apply the debit legs by hand, as an owner that crashed before forwarding the credit leg.
@@ -223,15 +163,7 @@ describe('ownership', () => {
     const target = 1;
     const payer = await accountOn(target);
     const payees = await Promise.all(Array.from({ length: 5 }, () => env.account()));
-    const [dep] = await env.submit([
-      {
-        type: 'deposit',
-        fromAccountId: null,
-        toAccountId: payer.id,
-        amountMinor: 1_000_000n,
-        currency: 'EUR',
-      },
-    ]);
+    const [dep] = await env.submit([deposit(payer.id, 1_000_000n)]);
     await env.startWorker().then(async (w) => {
       await env.waitForFinal([dep!.id]);
       await w.stop();
@@ -257,13 +189,7 @@ describe('ownership', () => {
     b = await env.startWorker({ workerId: 'owner-b' });
 
     const submitted = await env.submit(
-      Array.from({ length: 400 }, (_, i) => ({
-        type: 'transfer' as const,
-        fromAccountId: payer.id,
-        toAccountId: payees[i % payees.length]!.id,
-        amountMinor: 7n,
-        currency: 'EUR',
-      })),
+      Array.from({ length: 400 }, (_, i) => transfer(payer.id, payees[i % payees.length]!.id, 7n)),
     );
     const ids = submitted.map((t) => t.id);
     const final = await env.waitForFinal(ids);
@@ -305,15 +231,7 @@ describe('ownership', () => {
     expect(movedMs).toBeLessThan(1_000 + 200 + 1_000);
 
     const accounts = await Promise.all(Array.from({ length: 8 }, () => env.account()));
-    const submitted = await env.submit(
-      accounts.map((acc) => ({
-        type: 'deposit' as const,
-        fromAccountId: null,
-        toAccountId: acc.id,
-        amountMinor: 10n,
-        currency: 'EUR',
-      })),
-    );
+    const submitted = await env.submit(accounts.map((acc) => deposit(acc.id, 10n)));
     const final = await env.waitForFinal(submitted.map((t) => t.id));
     expect(final.every((t) => t.status === 'completed')).toBe(true);
     await drained(env.pool);
@@ -324,15 +242,7 @@ describe('ownership', () => {
 describe('compensation', () => {
   it('a destination closed between the debit and the credit gets its money refunded to the source', async () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
-    const [dep] = await env.submit([
-      {
-        type: 'deposit',
-        fromAccountId: null,
-        toAccountId: alice.id,
-        amountMinor: 1_000n,
-        currency: 'EUR',
-      },
-    ]);
+    const [dep] = await env.submit([deposit(alice.id, 1_000n)]);
     await env.startWorker({
       hooks: {
         beforeBatch: async (_p, legs) => {
@@ -343,15 +253,7 @@ describe('compensation', () => {
       },
     });
     await env.waitForFinal([dep!.id]);
-    const [t] = await env.submit([
-      {
-        type: 'transfer',
-        fromAccountId: alice.id,
-        toAccountId: bob.id,
-        amountMinor: 600n,
-        currency: 'EUR',
-      },
-    ]);
+    const [t] = await env.submit([transfer(alice.id, bob.id, 600n)]);
     const [done] = await env.waitForFinal([t!.id]);
 
     expect(done!.status).toBe('failed');

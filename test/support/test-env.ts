@@ -137,3 +137,19 @@ export async function deleteKeys(redis: Redis, pattern: string): Promise<number>
   } while (cursor !== '0');
   return deleted;
 }
+
+/** Command builders for tests, in EUR unless told otherwise. */
+export function deposit(
+  toAccountId: string,
+  amountMinor: bigint,
+): Omit<Command, 'idempotencyScope'> {
+  return { type: 'deposit', fromAccountId: null, toAccountId, amountMinor, currency: 'EUR' };
+}
+
+export function transfer(
+  fromAccountId: string,
+  toAccountId: string,
+  amountMinor: bigint,
+): Omit<Command, 'idempotencyScope'> {
+  return { type: 'transfer', fromAccountId, toAccountId, amountMinor, currency: 'EUR' };
+}
