@@ -45,7 +45,11 @@ export const JOB_ATTEMPTS_MAX = 8;
 export const JOB_BACKOFF_MS_BASE = 200;
 export const JOB_COMPLETED_KEEP_COUNT = 1_000;
 export const JOB_FAILED_KEEP_COUNT = 10_000;
-export const QUEUE_BACKLOG_ALARM_JOBS = 100_000;
+/** A job held by a process that died is re-delivered within about lock + check interval. */
+export const JOB_LOCK_MS = 10_000;
+export const JOB_STALLED_CHECK_INTERVAL_MS = 5_000;
+/** Stalled more often than this, a job goes to the failed set, from which the sweep re-drives it. */
+export const JOB_STALLED_COUNT_MAX = 5;
 
 /** PostgreSQL. */
 export const STATEMENT_TIMEOUT_MS = 10_000;

@@ -53,6 +53,8 @@ export const accounts = pgTable(
     check('accounts_balance_floor', sql`${t.balance} >= -${t.overdraftLimit}`),
     check('accounts_overdraft_nonnegative', sql`${t.overdraftLimit} >= 0`),
     check('accounts_currency_iso', sql`${t.currency} ~ '^[A-Z]{3}$'`),
+    check('accounts_kind', sql`${t.kind} IN ('customer', 'system')`),
+    check('accounts_status', sql`${t.status} IN ('open', 'closed')`),
     check('accounts_system_named', sql`(${t.kind} = 'system') = (${t.systemName} IS NOT NULL)`),
     uniqueIndex('accounts_system_per_currency')
       .on(t.systemName, t.currency)
@@ -111,6 +113,15 @@ export const transfers = pgTable(
   (t) => [
     check('transfers_amount_positive', sql`${t.amount} > 0`),
     check(
+      'transfers_type',
+      sql`${t.type} IN ('deposit', 'withdrawal', 'transfer', 'reversal', 'interest')`,
+    ),
+    check('transfers_status', sql`${t.status} IN ('accepted', 'debited', 'completed', 'failed')`),
+    check(
+      'transfers_failure_code',
+      sql`${t.failureCode} IN ('account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds')`,
+    ),
+    check(
       'transfers_failed_has_code',
       sql`(${t.status} <> 'failed') OR (${t.failureCode} IS NOT NULL)`,
     ),
@@ -154,6 +165,7 @@ export const appliedLegs = pgTable(
   (t) => [
     primaryKey({ columns: [t.partition, t.applySeq] }),
     unique('applied_legs_once').on(t.transferId, t.leg),
+    check('applied_legs_leg', sql`${t.leg} IN ('debit', 'credit', 'refund')`),
   ],
 );
 
@@ -177,6 +189,8 @@ export const ledgerEntries = pgTable(
     // Also the keyset index for per-account history, newest first.
     unique('ledger_entries_account_seq').on(t.accountId, t.partition, t.accountVersion),
     check('ledger_entries_amount_nonzero', sql`${t.amount} <> 0`),
+    check('ledger_entries_leg', sql`${t.leg} IN ('debit', 'credit', 'refund')`),
+    check('ledger_entries_version_positive', sql`${t.accountVersion} > 0`),
   ],
 );
 

@@ -20,6 +20,12 @@ export async function heartbeatWorker(
      ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`,
     [opts.workerId],
   );
+  // Processes that died without saying goodbye are forgotten after ten lease times.
+  await pool.query(
+    `DELETE FROM worker_processes
+      WHERE heartbeat_at < now() - make_interval(secs => $1::double precision / 100)`,
+    [opts.staleMs],
+  );
   const live = await pool.query<{ n: string }>(
     `SELECT count(*) AS n FROM worker_processes
       WHERE heartbeat_at > now() - make_interval(secs => $1::double precision / 1000)`,

@@ -7,6 +7,9 @@ import {
   APPLY_RETRIES_MAX,
   APPLY_RETRY_BACKOFF_MS_BASE,
   APPLY_RETRY_BACKOFF_MS_MAX,
+  JOB_LOCK_MS,
+  JOB_STALLED_CHECK_INTERVAL_MS,
+  JOB_STALLED_COUNT_MAX,
 } from '../config/limits';
 import { isProgrammerPgError } from '../db/db';
 import { applyBatch, FencedError, type Ownership } from '../ledger/apply';
@@ -83,12 +86,17 @@ export class PartitionOwner {
         // Prefetch: this many jobs may be held at once, so a batch can fill while one commits.
         concurrency: tuning.prefetchMax,
         autorun: true,
+        // A dead process's jobs come back once their lock lapses and a stall check sees it.
+        lockDuration: JOB_LOCK_MS,
+        stalledInterval: JOB_STALLED_CHECK_INTERVAL_MS,
+        maxStalledCount: JOB_STALLED_COUNT_MAX,
       },
     );
     this.worker.on('error', (err) => console.error(`worker p${own.partition}: ${err.message}`));
     this.scheduleSweep();
   }
 
+  /** Stops taking jobs, lets the batches in hand finish (BullMQ waits for them), stops sweeping. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
@@ -132,7 +140,8 @@ export class PartitionOwner {
     for (let attempt = 0; ; attempt++) {
       try {
         if (!plan) {
-          if (this.stopped) throw new FencedError(this.partition, this.deps.own.epoch);
+          // On a graceful stop the jobs already taken are still applied: the lease is ours
+          // until release. If the partition was taken, the fence below says so.
           await this.deps.hooks.beforeBatch?.(this.partition, legs);
           plan = await this.applyOnce(legs);
           this.stats.batches += 1;

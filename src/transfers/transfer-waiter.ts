@@ -42,6 +42,11 @@ export class TransferWaiter {
     }
   }
 
+  /** How many requests are waiting now (bounded by LONG_POLL_WAITERS_MAX). */
+  get waiting(): number {
+    return this.count;
+  }
+
   /**
    * Resolves when the transfer is announced final or the time is up, whichever comes first.
    * Register before reading the row, so a notification between the read and the wait is not lost.
@@ -74,7 +79,10 @@ export class TransferWaiter {
     if (!set) return;
     this.waiters.delete(id);
     this.count -= set.size;
-    for (const w of set) w();
+    const woken = [...set];
+    // Emptied so that a later cancel() of one of these finds nothing to count down again.
+    set.clear();
+    for (const w of woken) w();
   }
 
   async stop(): Promise<void> {

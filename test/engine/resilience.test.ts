@@ -239,6 +239,25 @@ describe('ownership', () => {
   });
 });
 
+it('a graceful stop applies the jobs it has already taken instead of handing them back', async () => {
+  const a = await env.account();
+  const worker = await env.startWorker({ tuning: { batchMax: 5, prefetchMax: 50 } });
+  const submitted = await env.submit(Array.from({ length: 200 }, () => deposit(a.id, 1n)));
+  await new Promise((r) => setTimeout(r, 30));
+  await worker.stop();
+  // Whatever it applied, it applied under its lease: nothing was fenced, no attempt was spent.
+  expect(worker.stats().fencedBatches).toBe(0);
+  let retried = 0;
+  for (let p = 0; p < env.config.partitions; p++) {
+    const jobs = await env.dispatcher.queue(p).getJobs(['waiting', 'delayed', 'failed']);
+    retried += jobs.filter((j) => j.attemptsMade > 0).length;
+  }
+  expect(retried).toBe(0);
+  await env.startWorker();
+  await env.waitForFinal(submitted.map((t) => t.id));
+  await expectInvariants(env.pool, { submittedIds: submitted.map((t) => t.id) });
+});
+
 describe('compensation', () => {
   it('a destination closed between the debit and the credit gets its money refunded to the source', async () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
