@@ -45,6 +45,8 @@ export const JOB_ATTEMPTS_MAX = 8;
 export const JOB_BACKOFF_MS_BASE = 200;
 export const JOB_COMPLETED_KEEP_COUNT = 1_000;
 export const JOB_FAILED_KEEP_COUNT = 10_000;
+/** A partition whose queue holds more waiting jobs than this is reported at every sweep. */
+export const QUEUE_BACKLOG_ALARM_JOBS = 100_000;
 /** A job held by a process that died is re-delivered within about lock + check interval. */
 export const JOB_LOCK_MS = 10_000;
 export const JOB_STALLED_CHECK_INTERVAL_MS = 5_000;

@@ -24,6 +24,7 @@ export type OwnerStats = {
   duplicates: number;
   fencedBatches: number;
   swept: number;
+  backlogAlarms: number;
 };
 
 export type OwnerTuning = {
@@ -32,6 +33,7 @@ export type OwnerTuning = {
   sweepAfterMs: number;
   sweepIntervalMs: number;
   sweepBatchMax: number;
+  backlogAlarmJobs: number;
 };
 
 export type OwnerHooks = {
@@ -48,6 +50,7 @@ export class PartitionOwner {
     duplicates: 0,
     fencedBatches: 0,
     swept: 0,
+    backlogAlarms: 0,
   };
   private worker: Worker<LegJobData> | undefined;
   private pending: Pending[] = [];
@@ -230,6 +233,18 @@ export class PartitionOwner {
     }));
     if (legs.length > 0) await this.deps.dispatcher.redrive(legs);
     this.stats.swept += legs.length;
+    await this.checkBacklog();
     return legs.length;
+  }
+
+  /** The backlog alarm: a queue this deep means the partition's owner cannot keep up. */
+  private async checkBacklog(): Promise<void> {
+    const { backlogAlarmJobs } = this.deps.tuning;
+    const waiting = await this.deps.dispatcher.queue(this.partition).getWaitingCount();
+    if (waiting <= backlogAlarmJobs) return;
+    this.stats.backlogAlarms += 1;
+    console.warn(
+      `ledgerline worker: partition ${this.partition} has ${waiting} jobs waiting, above the alarm of ${backlogAlarmJobs}`,
+    );
   }
 }

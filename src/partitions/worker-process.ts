@@ -8,6 +8,7 @@ import {
   CLAIM_INTERVAL_MS,
   LEASE_MS,
   PREFETCH_JOBS_MAX,
+  QUEUE_BACKLOG_ALARM_JOBS,
   SWEEP_AFTER_MS,
   SWEEP_BATCH_MAX,
   SWEEP_INTERVAL_MS,
@@ -62,6 +63,7 @@ export class WorkerProcess {
     duplicates: 0,
     fencedBatches: 0,
     swept: 0,
+    backlogAlarms: 0,
   };
 
   constructor(private readonly opts: WorkerProcessOptions) {
@@ -78,6 +80,7 @@ export class WorkerProcess {
       sweepAfterMs: SWEEP_AFTER_MS,
       sweepIntervalMs: SWEEP_INTERVAL_MS,
       sweepBatchMax: SWEEP_BATCH_MAX,
+      backlogAlarmJobs: QUEUE_BACKLOG_ALARM_JOBS,
       ...opts.tuning,
     };
   }
@@ -206,4 +209,5 @@ function addStats(into: OwnerStats, from: OwnerStats): void {
   into.duplicates += from.duplicates;
   into.fencedBatches += from.fencedBatches;
   into.swept += from.swept;
+  into.backlogAlarms += from.backlogAlarms;
 }

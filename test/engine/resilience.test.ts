@@ -6,7 +6,14 @@ import { ensurePartitionRows, steal } from '../../src/partitions/leases';
 import { partitionOf } from '../../src/partitions/routing';
 import { queueName } from '../../src/queue/queues';
 import { expectInvariants, drained } from '../support/invariants';
-import { createTestEnv, deleteKeys, deposit, transfer, type TestEnv } from '../support/test-env';
+import {
+  FAST_TUNING,
+  createTestEnv,
+  deleteKeys,
+  deposit,
+  transfer,
+  type TestEnv,
+} from '../support/test-env';
 
 let env: TestEnv;
 beforeEach(async () => {
@@ -256,6 +263,19 @@ it('a graceful stop applies the jobs it has already taken instead of handing the
   await env.startWorker();
   await env.waitForFinal(submitted.map((t) => t.id));
   await expectInvariants(env.pool, { submittedIds: submitted.map((t) => t.id) });
+});
+
+it('a partition whose backlog passes its alarm is reported at the next sweep', async () => {
+  const a = await env.account();
+  await env.submit(Array.from({ length: 30 }, () => deposit(a.id, 1n)));
+  const worker = await env.startWorker({
+    tuning: { ...FAST_TUNING, backlogAlarmJobs: 10, batchMax: 1, prefetchMax: 1 },
+    hooks: { beforeBatch: () => new Promise((r) => setTimeout(r, 100)) },
+  });
+  for (let i = 0; i < 40 && worker.stats().backlogAlarms === 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(worker.stats().backlogAlarms).toBeGreaterThanOrEqual(1);
 });
 
 describe('compensation', () => {
