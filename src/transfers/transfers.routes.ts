@@ -6,6 +6,8 @@ import { requireScope, type AuthEnv } from '../http/auth';
 import { ApiError } from '../http/problem';
 import { BEARER, newRouter, type HttpDeps } from '../http/router';
 import { IdParam, IdempotencyHeader, problemResponses } from '../http/schemas';
+import { isProgrammerPgError } from '../db/db';
+import { AssertionError } from '../shared/assert';
 import { parseAmount } from '../shared/money';
 import type { Command, SubmitResult } from './submit';
 import { getTransfer, isUuid, type Transfer } from './transfers.repository';
@@ -149,8 +151,14 @@ async function submitOne(
   return respond(c, deps, command.type, result);
 }
 
-function unavailable(err: unknown): ApiError {
-  if (err instanceof ApiError) return err;
+/**
+ * An infrastructure failure while recording becomes 503 (retry with the same key: the record is
+ * either there or not, never half there). A bug stays a bug and becomes a 500.
+ */
+function unavailable(err: unknown): unknown {
+  if (err instanceof ApiError || err instanceof AssertionError || isProgrammerPgError(err)) {
+    return err;
+  }
   console.error(`submission failed: ${(err as Error).message}`);
   return new ApiError(
     503,

@@ -84,6 +84,21 @@ describe('authentication and scopes', () => {
     expect(await transferCount()).toBe(before);
   });
 
+  it('a browser may send the admin key as the password of HTTP Basic auth to open the dashboard', async () => {
+    const basic = (password: string) =>
+      `Basic ${Buffer.from(`admin:${password}`).toString('base64')}`;
+    expect(
+      (await call('GET', '/admin/queues', { key: null, headers: { authorization: basic(ADMIN) } }))
+        .status,
+    ).toBe(200);
+    const wrong = await call('GET', '/admin/queues', {
+      key: null,
+      headers: { authorization: basic('nope') },
+    });
+    expectProblem(wrong, 401, 'unauthorized');
+    expect(wrong.headers.get('www-authenticate')).toContain('Basic');
+  });
+
   it('only the admin creates keys, and unknown scopes are refused', async () => {
     expectProblem(
       await call('POST', '/v1/api-keys', { body: { name: 'x', scopes: ['everything'] } }),

@@ -189,6 +189,34 @@ it('never answers 5xx, refuses with problem+json, and changes nothing it refused
   await expectInvariants(env.pool);
 });
 
+it('hostile Authorization headers get 401 problem+json, never 5xx', async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(
+        fc.string(),
+        fc.string().map((s) => `Bearer ${s}`),
+        fc.string().map((s) => `Basic ${Buffer.from(s).toString('base64')}`),
+        fc.constantFrom('Bearer', 'Basic', 'Basic !!!', 'Bearer  ', 'bearer x y z', 'Digest abc'),
+      ),
+      async (authorization) => {
+        let res;
+        try {
+          res = await call('GET', `/v1/accounts/${accountIds[0]}`, {
+            key: null,
+            headers: { authorization },
+          });
+        } catch (err) {
+          if (err instanceof TypeError) return; // not a valid header value at all
+          throw err;
+        }
+        expect(res.status).toBe(401);
+        expect(res.headers.get('content-type')).toContain('application/problem+json');
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
 it('hostile ids in GET paths never answer 5xx', async () => {
   await fc.assert(
     fc.asyncProperty(
