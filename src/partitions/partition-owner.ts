@@ -1,6 +1,6 @@
 // One owned partition: consumes its queue, applies legs in batches under the fencing epoch, and
 // sweeps its stale transfers back onto the queues.
-import { Worker, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import {
@@ -14,7 +14,13 @@ import {
 import { isProgrammerPgError } from '../db/db';
 import { applyBatch, FencedError, type Ownership } from '../ledger/apply';
 import type { Plan } from '../ledger/plan';
-import { queueName, type Dispatcher, type LegJobData, type LegToEnqueue } from '../queue/queues';
+import {
+  LegJobSchema,
+  queueName,
+  type Dispatcher,
+  type LegJobData,
+  type LegToEnqueue,
+} from '../queue/queues';
 import { AssertionError } from '../shared/assert';
 import type { Leg } from '../transfers/transfers.status';
 
@@ -106,8 +112,19 @@ export class PartitionOwner {
     await this.worker?.close();
   }
 
-  /** The BullMQ processor: the job completes when its batch has committed and forwarded. */
-  private accept(data: LegJobData): Promise<void> {
+  /**
+   * The BullMQ processor: the job completes when its batch has committed and forwarded. A job
+   * whose data is not a leg fails alone and is never retried, rather than poisoning a batch.
+   */
+  private accept(raw: unknown): Promise<void> {
+    const parsed = LegJobSchema.safeParse(raw);
+    if (!parsed.success) {
+      return Promise.reject(new UnrecoverableError(`not a leg job: ${JSON.stringify(raw)}`));
+    }
+    const data: LegJobData = {
+      transferId: parsed.data.transferId.toLowerCase(),
+      leg: parsed.data.leg,
+    };
     return new Promise<void>((resolve, reject) => {
       this.pending.push({ data, resolve, reject });
       this.scheduleFlush();

@@ -7,7 +7,8 @@ import {
   JOB_COMPLETED_KEEP_COUNT,
   JOB_FAILED_KEEP_COUNT,
 } from '../config/limits';
-import type { Leg } from '../transfers/transfers.status';
+import { z } from 'zod';
+import { LEGS, type Leg } from '../transfers/transfers.status';
 
 /** One queue per partition. The `{…}` hash tag keeps a partition's keys in one Cluster slot. */
 export function queueName(partition: number): string {
@@ -20,6 +21,9 @@ export function jobId(transferId: string, leg: Leg): string {
 }
 
 export type LegJobData = { transferId: string; leg: Leg };
+
+/** What a worker accepts from Redis: anything else is refused before it reaches PostgreSQL. */
+export const LegJobSchema = z.object({ transferId: z.uuid(), leg: z.enum(LEGS) });
 export type LegToEnqueue = LegJobData & { partition: number };
 
 export const LEG_JOB_OPTIONS: JobsOptions = {

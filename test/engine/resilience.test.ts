@@ -278,6 +278,31 @@ it('a partition whose backlog passes its alarm is reported at the next sweep', a
   expect(worker.stats().backlogAlarms).toBeGreaterThanOrEqual(1);
 });
 
+it('a malformed job is failed on its own, without retries, and the worker carries on', async () => {
+  const a = await env.account();
+  const p = partitionOf(a.id, env.config.partitions);
+  const queue = env.dispatcher.queue(p);
+  const garbage = [
+    { transferId: 'not-a-uuid', leg: 'debit' },
+    { transferId: a.id, leg: 'sideways' },
+    { nothing: true },
+  ];
+  for (const [i, data] of garbage.entries()) {
+    await queue.add('debit', data as never, { jobId: `garbage-${i}`, attempts: 3 });
+  }
+  const [dep] = await env.submit([deposit(a.id, 5n)]);
+  await env.startWorker();
+  const [done] = await env.waitForFinal([dep!.id]);
+  expect(done!.status).toBe('completed');
+  for (let i = 0; i < 100 && (await queue.getFailedCount()) < garbage.length; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const failed = await queue.getFailed();
+  expect(failed.map((j) => j.id).sort()).toEqual(['garbage-0', 'garbage-1', 'garbage-2']);
+  expect(failed.every((j) => j.attemptsMade <= 1)).toBe(true);
+  await expectInvariants(env.pool);
+});
+
 describe('compensation', () => {
   it('a destination closed between the debit and the credit gets its money refunded to the source', async () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
