@@ -116,6 +116,17 @@ export const transfers = pgTable(
       'transfers_type',
       sql`${t.type} IN ('deposit', 'withdrawal', 'transfer', 'reversal', 'interest')`,
     ),
+    // The shape each leg relies on: who pays and who is paid, by type; never oneself.
+    check(
+      'transfers_shape',
+      sql`CASE ${t.type}
+            WHEN 'deposit' THEN ${t.fromAccountId} IS NULL AND ${t.toAccountId} IS NOT NULL
+            WHEN 'interest' THEN ${t.fromAccountId} IS NULL AND ${t.toAccountId} IS NOT NULL
+            WHEN 'withdrawal' THEN ${t.fromAccountId} IS NOT NULL AND ${t.toAccountId} IS NULL
+            ELSE ${t.fromAccountId} IS NOT NULL AND ${t.toAccountId} IS NOT NULL
+                 AND ${t.fromAccountId} <> ${t.toAccountId}
+          END`,
+    ),
     check('transfers_status', sql`${t.status} IN ('accepted', 'debited', 'completed', 'failed')`),
     check(
       'transfers_failure_code',

@@ -46,6 +46,22 @@ type PreparedRow = {
   dstPartition: number;
 };
 
+/** Who pays and who is paid, by type (also a CHECK constraint on transfers). */
+function hasShape(c: Command): boolean {
+  switch (c.type) {
+    case 'deposit':
+    case 'interest':
+      return c.fromAccountId === null && c.toAccountId !== null;
+    case 'withdrawal':
+      return c.fromAccountId !== null && c.toAccountId === null;
+    case 'transfer':
+    case 'reversal':
+      return (
+        c.fromAccountId !== null && c.toAccountId !== null && c.fromAccountId !== c.toAccountId
+      );
+  }
+}
+
 /** The fields that make two requests "the same request" for an idempotency key. */
 export function requestHash(c: Command): string {
   const canonical =
@@ -266,6 +282,11 @@ async function insertRows(
   q: Queryable,
   rows: readonly PreparedRow[],
 ): Promise<Map<string, Transfer>> {
+  for (const { command: c } of rows) {
+    // Callers validate first; a command reaching here malformed is a bug in the caller.
+    assert(hasShape(c), `a ${c.type} names the wrong accounts`);
+    assert(c.amountMinor > 0n, 'amounts are positive');
+  }
   const inserted = await q.query<TransferRow>(
     `INSERT INTO transfers (id, type, from_account_id, to_account_id, amount, currency,
             description, reverses_transfer_id, request_hash, idempotency_scope, idempotency_key,

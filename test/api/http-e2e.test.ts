@@ -191,6 +191,12 @@ describe('over HTTP with the real worker process', () => {
     expect((await waitFinal(rest.json.id)).status).toBe('completed');
     expect(await balance(a)).toBe('1000');
     expect(await balance(b)).toBe('0');
+    const nothingLeft = await http('POST', `/v1/transfers/${t.json.id}/reversals`, {
+      idem: randomUUID(),
+      body: {},
+    });
+    expect(nothingLeft.status).toBe(422);
+    expect(nothingLeft.json.code).toBe('validation_failed');
   });
 
   it('a reversal fails insufficient_funds when the destination has spent the money', async () => {
