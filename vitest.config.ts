@@ -9,5 +9,7 @@ export default defineConfig({
     maxWorkers: 2,
     testTimeout: 120_000,
     hookTimeout: 60_000,
+    // Expected warnings (a Redis made unreachable on purpose, say) stay out of the output.
+    env: { LOG_LEVEL: process.env.LOG_LEVEL ?? 'error' },
   },
 });

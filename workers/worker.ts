@@ -2,6 +2,7 @@
 import { checkPostgres, checkRedis, runMain } from '../src/cli/preflight';
 import { loadConfig } from '../src/config/env';
 import { WorkerProcess } from '../src/partitions/worker-process';
+import { log } from '../src/shared/log';
 
 runMain(async () => {
   const config = loadConfig();
@@ -12,7 +13,7 @@ runMain(async () => {
     config,
     onFatal: (err) => {
       // A broken invariant: stop at once rather than write on top of it.
-      console.error(`ledgerline worker: fatal: ${err.stack ?? err.message}`);
+      log.fatal({ err, worker: worker.id }, 'invariant broken; stopping');
       process.exit(70);
     },
   });

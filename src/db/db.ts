@@ -3,6 +3,7 @@ import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import pg from 'pg';
 import { POOL_SIZE_MAX, STATEMENT_TIMEOUT_MS } from '../config/limits';
 import * as schema from './schema';
+import { log } from '../shared/log';
 
 export type Db = NodePgDatabase<typeof schema>;
 
@@ -15,7 +16,7 @@ export function createPool(databaseUrl: string, poolSizeMax = POOL_SIZE_MAX): pg
     connectionTimeoutMillis: STATEMENT_TIMEOUT_MS,
   });
   // An idle client losing its connection must not crash the process; the next query reconnects.
-  pool.on('error', (err) => console.error(`postgres pool: ${err.message}`));
+  pool.on('error', (err) => log.warn({ err }, 'idle postgres connection lost'));
   return pool;
 }
 

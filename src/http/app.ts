@@ -10,6 +10,7 @@ import { authenticate, requireScope } from './auth';
 import { ApiError, problem } from './problem';
 import { rateLimit } from './rate-limit';
 import { newRouter, type HttpDeps } from './router';
+import { log } from '../shared/log';
 
 export const API_VERSION = '1.0.0';
 
@@ -87,7 +88,7 @@ export function createApp(deps: HttpDeps) {
       if (err.status < 500)
         return problem(c, 400, 'validation_failed', err.message || 'malformed request');
     }
-    console.error(`${c.req.method} ${c.req.path}: ${err.stack ?? String(err)}`);
+    log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
     return problem(c, 500, 'internal_error');
   });
   return app;

@@ -9,6 +9,7 @@ import { createApp } from './app';
 import { KeyStore } from './auth';
 import { createMetrics } from './metrics';
 import type { HttpDeps } from './router';
+import { log } from '../shared/log';
 
 export type WebProcess = {
   deps: HttpDeps;
@@ -26,7 +27,7 @@ export async function createWebProcess(config: Config): Promise<WebProcess> {
     dispatcher,
     partitions: config.partitions,
     onEnqueueError: (err) =>
-      console.warn(`enqueue failed, the sweep will re-drive: ${err.message}`),
+      log.warn({ err }, 'enqueue failed after commit; the sweep will re-drive'),
   });
   const waiter = new TransferWaiter(config.databaseUrl);
   await waiter.start();

@@ -23,6 +23,7 @@ import {
 } from '../queue/queues';
 import { AssertionError } from '../shared/assert';
 import type { Leg } from '../transfers/transfers.status';
+import { log } from '../shared/log';
 
 export type OwnerStats = {
   batches: number;
@@ -101,7 +102,9 @@ export class PartitionOwner {
         maxStalledCount: JOB_STALLED_COUNT_MAX,
       },
     );
-    this.worker.on('error', (err) => console.error(`worker p${own.partition}: ${err.message}`));
+    this.worker.on('error', (err) =>
+      log.error({ err, partition: own.partition }, 'queue worker error'),
+    );
     this.scheduleSweep();
   }
 
@@ -215,7 +218,7 @@ export class PartitionOwner {
     if (this.stopped) return;
     this.sweepTimer = setTimeout(() => {
       this.sweep()
-        .catch((err: Error) => console.error(`sweep p${this.partition}: ${err.message}`))
+        .catch((err: Error) => log.error({ err, partition: this.partition }, 'sweep failed'))
         .finally(() => this.scheduleSweep());
     }, this.deps.tuning.sweepIntervalMs);
   }
@@ -260,8 +263,9 @@ export class PartitionOwner {
     const waiting = await this.deps.dispatcher.queue(this.partition).getWaitingCount();
     if (waiting <= backlogAlarmJobs) return;
     this.stats.backlogAlarms += 1;
-    console.warn(
-      `ledgerline worker: partition ${this.partition} has ${waiting} jobs waiting, above the alarm of ${backlogAlarmJobs}`,
+    log.warn(
+      { partition: this.partition, waiting, alarmJobs: backlogAlarmJobs },
+      'queue backlog above its alarm',
     );
   }
 }

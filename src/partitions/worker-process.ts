@@ -31,6 +31,7 @@ import {
   type OwnerTuning,
 } from './partition-owner';
 import { partitionOf } from './routing';
+import { log } from '../shared/log';
 
 export type WorkerProcessOptions = {
   config: Config;
@@ -133,7 +134,7 @@ export class WorkerProcess {
     if (this.stopping) return;
     this.timer = setTimeout(() => {
       this.ticking = this.tick()
-        .catch((err: Error) => console.error(`worker ${this.id}: ${err.message}`))
+        .catch((err: Error) => log.error({ err, worker: this.id }, 'lease tick failed'))
         .finally(() => this.schedule());
     }, this.claimIntervalMs);
   }

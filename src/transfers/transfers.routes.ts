@@ -20,6 +20,7 @@ import {
   transferJson,
 } from './transfers.schemas';
 import { isFinal } from './transfers.status';
+import { log } from '../shared/log';
 
 const PRINTABLE = /^[\x20-\x7e]+$/;
 
@@ -159,7 +160,7 @@ function unavailable(err: unknown): unknown {
   if (err instanceof ApiError || err instanceof AssertionError || isProgrammerPgError(err)) {
     return err;
   }
-  console.error(`submission failed: ${(err as Error).message}`);
+  log.warn({ err }, 'submission failed; answering 503');
   return new ApiError(
     503,
     'unavailable',
