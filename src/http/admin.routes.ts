@@ -7,6 +7,7 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { API_KEY_NAME_LENGTH_MAX, INTEREST_RATE_BPS_MAX } from '../config/limits';
 import { runInterest } from '../ledger/interest';
 import { reconcile } from '../ledger/reconcile';
+import { requireQueue } from '../transfers/transfers.routes';
 import { SCOPES, hashSecret, newSecret, requireScope } from './auth';
 import { ApiError } from './problem';
 import { BEARER, newRouter, type HttpDeps } from './router';
@@ -112,8 +113,7 @@ export function adminRouter(deps: HttpDeps) {
   });
   r.openapi(interest, async (c) => {
     const b = c.req.valid('json');
-    if (deps.redis.status !== 'ready')
-      throw new ApiError(503, 'unavailable', 'the queue (Redis) is unavailable');
+    requireQueue(deps);
     const result = await runInterest(deps.pool, deps.submitter, {
       asOf: b.as_of,
       annualRateBps: b.annual_rate_bps,

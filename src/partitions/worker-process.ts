@@ -102,28 +102,22 @@ export class WorkerProcess {
     return total;
   }
 
-  owner(partition: number): PartitionOwner | undefined {
-    return this.owners.get(partition)?.owner;
-  }
-
-  async stop(): Promise<void> {
-    this.stopping = true;
-    if (this.timer) clearTimeout(this.timer);
-    await this.ticking;
-    await Promise.all(this.ownedPartitions().map((p) => this.letGo(p, { release: true })));
-    await forgetWorker(this.pool, this.id).catch(() => {});
-    await this.dispatcher.close();
-    this.producer.disconnect();
-    this.consumer.disconnect();
-    await this.pool.end();
+  /** Finishes the batches in hand, releases every partition, and closes its connections. */
+  stop(): Promise<void> {
+    return this.shutdown({ release: true });
   }
 
   /** Simulates a crash: stops consuming without releasing leases or saying goodbye. */
-  async kill(): Promise<void> {
+  kill(): Promise<void> {
+    return this.shutdown({ release: false });
+  }
+
+  private async shutdown(opts: { release: boolean }): Promise<void> {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
     await this.ticking;
-    await Promise.all(this.ownedPartitions().map((p) => this.letGo(p, { release: false })));
+    await Promise.all(this.ownedPartitions().map((p) => this.letGo(p, opts)));
+    if (opts.release) await forgetWorker(this.pool, this.id).catch(() => {});
     await this.dispatcher.close();
     this.producer.disconnect();
     this.consumer.disconnect();

@@ -101,7 +101,7 @@ function amountOf(deps: HttpDeps, value: string | number): bigint {
   return parsed.amountMinor;
 }
 
-function requireQueue(deps: HttpDeps): void {
+export function requireQueue(deps: HttpDeps): void {
   // Fail fast before recording anything: a 503 is better than a request hanging on Redis.
   if (deps.redis.status !== 'ready') {
     throw new ApiError(
