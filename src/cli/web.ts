@@ -14,7 +14,7 @@ runMain(async () => {
   }
   const web = await createWebProcess(config);
   const port = await web.listen(config.port);
-  console.log(`ledgerline web: listening on http://127.0.0.1:${port} (docs at /docs)`);
+  console.log(`ledgerline web: listening on http://${config.host}:${port} (docs at /docs)`);
 
   let stopping = false;
   const shutdown = (signal: string) => {

@@ -11,6 +11,7 @@ const EnvSchema = z.object({
   DATABASE_URL: z.string().url().default('postgres://root@127.0.0.1:5432/ledgerline'),
   REDIS_URL: z.string().url().default('redis://127.0.0.1:6379'),
   PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().min(1).default('127.0.0.1'),
   ADMIN_API_KEY: z.string().min(16).optional(),
   PARTITIONS: z.coerce.number().int().min(1).max(PARTITIONS_MAX).default(16),
   QUEUE_PREFIX: z
@@ -30,6 +31,7 @@ export type Config = {
   databaseUrl: string;
   redisUrl: string;
   port: number;
+  host: string;
   adminApiKey: string | undefined;
   partitions: number;
   queuePrefix: string;
@@ -50,6 +52,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
     port: e.PORT,
+    host: e.HOST,
     adminApiKey: e.ADMIN_API_KEY,
     partitions: e.PARTITIONS,
     queuePrefix: e.QUEUE_PREFIX,

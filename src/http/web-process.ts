@@ -50,7 +50,7 @@ export async function createWebProcess(config: Config): Promise<WebProcess> {
     app,
     listen: (port) =>
       new Promise((resolve) => {
-        server = serve({ fetch: app.fetch, port, hostname: '127.0.0.1' }, (info) =>
+        server = serve({ fetch: app.fetch, port, hostname: config.host }, (info) =>
           resolve(info.port),
         );
       }),

@@ -16,6 +16,7 @@ const config: Config = {
   databaseUrl: serverUrl(`ledgerline_loadtest_${suffix}`),
   redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
   port: 0,
+  host: '127.0.0.1',
   adminApiKey: undefined,
   partitions: 4,
   queuePrefix: `llload_${suffix}`,

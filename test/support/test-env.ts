@@ -46,6 +46,7 @@ export async function createTestEnv(opts: { partitions?: number } = {}): Promise
     databaseUrl: serverUrl(database),
     redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     port: 0,
+    host: '127.0.0.1',
     adminApiKey: 'test-admin-key-0123456789',
     partitions: opts.partitions ?? 8,
     queuePrefix: `lltest_${suffix}`,
