@@ -1,4 +1,7 @@
 // The Hono app: middleware, the routers per capability, error mapping to problem+json, docs.
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { swaggerUI } from '@hono/swagger-ui';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
@@ -13,6 +16,15 @@ import { newRouter, type HttpDeps } from './router';
 import { log } from '../shared/log';
 
 export const API_VERSION = '1.0.0';
+
+const DOCS_ASSETS_BASE = '/docs/assets';
+const SWAGGER_UI_DIR = path.dirname(
+  createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'),
+);
+const DOCS_ASSETS: Record<string, string> = {
+  'swagger-ui.css': 'text/css; charset=utf-8',
+  'swagger-ui-bundle.js': 'text/javascript; charset=utf-8',
+};
 
 export function createApp(deps: HttpDeps) {
   const app = newRouter();
@@ -73,7 +85,17 @@ export function createApp(deps: HttpDeps) {
         'poll or long-poll GET /v1/transfers/{id}?wait=S for the outcome. Amounts are strings of minor units.',
     },
   });
-  app.get('/docs', swaggerUI({ url: '/openapi.json' }));
+  // The page's assets come from the installed swagger-ui-dist, not a CDN: /docs works offline.
+  app.get('/docs', swaggerUI({ url: '/openapi.json', baseUrl: DOCS_ASSETS_BASE }));
+  app.get(`${DOCS_ASSETS_BASE}/swagger-ui-dist/:file`, async (c) => {
+    const asset = DOCS_ASSETS[c.req.param('file')];
+    if (!asset) return problem(c, 404, 'not_found');
+    const body = await readFile(path.join(SWAGGER_UI_DIR, c.req.param('file')));
+    return c.body(body, 200, {
+      'Content-Type': asset,
+      'Cache-Control': 'public, max-age=86400',
+    });
+  });
 
   app.notFound((c) => problem(c, 404, 'not_found', `no route for ${c.req.method} ${c.req.path}`));
   app.onError((err, c) => {

@@ -431,6 +431,19 @@ describe('the documents', () => {
     const page = await call('GET', '/docs', { key: null });
     expect(page.status).toBe(200);
     expect(String(page.json)).toContain('openapi.json');
+    // Served from the install, so the page works without any outside network.
+    expect(String(page.json)).not.toContain('cdn.');
+    for (const asset of ['swagger-ui.css', 'swagger-ui-bundle.js']) {
+      expect(String(page.json)).toContain(`/docs/assets/swagger-ui-dist/${asset}`);
+      const res = await call('GET', `/docs/assets/swagger-ui-dist/${asset}`, { key: null });
+      expect(res.status).toBe(200);
+      expect(String(res.json).length).toBeGreaterThan(1000);
+    }
+    expectProblem(
+      await call('GET', '/docs/assets/swagger-ui-dist/package.json', { key: null }),
+      404,
+      'not_found',
+    );
   });
 
   it('/healthz, /metrics and the queue dashboard answer', async () => {
