@@ -1,6 +1,7 @@
 // Proves every error path of the HTTP contract: each code with its status, always as
 // problem+json, and that a rejected request leaves no trace.
 import { randomUUID } from 'node:crypto';
+import { compileErrors, validate } from '@readme/openapi-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WebProcess } from '../../src/http/web-process';
 import { createTestEnv, type TestEnv } from '../support/test-env';
@@ -428,6 +429,8 @@ describe('the documents', () => {
       expect(doc.paths, path).toHaveProperty([path]);
     }
     expect(doc.components.schemas.TransferRequest.additionalProperties).toBe(false);
+    const validation = await validate(structuredClone(doc));
+    expect(validation.valid ? [] : compileErrors(validation)).toEqual([]);
     const page = await call('GET', '/docs', { key: null });
     expect(page.status).toBe(200);
     expect(String(page.json)).toContain('openapi.json');
