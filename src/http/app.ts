@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { swaggerUI } from '@hono/swagger-ui';
 import { bodyLimit } from 'hono/body-limit';
+import { except } from 'hono/combine';
 import { HTTPException } from 'hono/http-exception';
 import { accountsRouter } from '../accounts/accounts.routes';
 import { BODY_BYTES_MAX } from '../config/limits';
@@ -18,6 +19,7 @@ import { log } from '../shared/log';
 export const API_VERSION = '1.0.0';
 
 const DOCS_ASSETS_BASE = '/docs/assets';
+const QUEUE_DASHBOARD_PATH = '/admin/queues';
 const SWAGGER_UI_DIR = path.dirname(
   createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'),
 );
@@ -38,10 +40,18 @@ export function createApp(deps: HttpDeps) {
         problem(c, 413, 'payload_too_large', `bodies are limited to ${BODY_BYTES_MAX} bytes`),
     }),
   );
-  for (const path of ['/v1/*', '/admin/*']) {
-    app.use(path, authenticate(deps.keys), rateLimit(deps.rateLimit));
-  }
-  app.use('/admin/*', requireScope('admin'));
+  app.use('/v1/*', authenticate(deps.keys), rateLimit(deps.rateLimit));
+  // The dashboard's static files are the published package's own (scripts, styles, labels):
+  // nothing secret, and some of the page's own requests for them carry no credentials.
+  app.use(
+    '/admin/*',
+    except(
+      `${QUEUE_DASHBOARD_PATH}/static/*`,
+      authenticate(deps.keys, { challenge: 'basic' }),
+      rateLimit(deps.rateLimit),
+      requireScope('admin'),
+    ),
+  );
 
   app.get('/healthz', (c) => c.json({ ok: true }));
   app.get('/readyz', async (c) => {
@@ -69,7 +79,7 @@ export function createApp(deps: HttpDeps) {
   app.route('/', accountsRouter(deps));
   app.route('/', transfersRouter(deps));
   app.route('/', adminRouter(deps));
-  app.route('/admin/queues', queueDashboard(deps, '/admin/queues'));
+  app.route(QUEUE_DASHBOARD_PATH, queueDashboard(deps, QUEUE_DASHBOARD_PATH));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {
     type: 'http',

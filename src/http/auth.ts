@@ -70,13 +70,22 @@ function secretFrom(header: string | undefined): string | undefined {
   return undefined;
 }
 
-export function authenticate(keys: KeyStore): MiddlewareHandler<AuthEnv> {
+/**
+ * `challenge: 'basic'` is for pages a person opens in a browser (the queue dashboard): the browser
+ * then asks for a user name and password, and the key goes in as the password.
+ */
+export function authenticate(
+  keys: KeyStore,
+  opts: { challenge: 'bearer' | 'basic' } = { challenge: 'bearer' },
+): MiddlewareHandler<AuthEnv> {
+  const challenge =
+    opts.challenge === 'basic' ? 'Basic realm="ledgerline admin"' : 'Bearer realm="ledgerline"';
   return async function authenticateRequest(c, next) {
     const secret = secretFrom(c.req.header('authorization'));
     const principal = secret ? await keys.resolve(secret) : null;
     if (!principal) {
       throw new ApiError(401, 'unauthorized', undefined, undefined, {
-        'WWW-Authenticate': 'Bearer realm="ledgerline", Basic realm="ledgerline"',
+        'WWW-Authenticate': challenge,
       });
     }
     c.set('principal', principal);

@@ -98,6 +98,12 @@ describe('authentication and scopes', () => {
     });
     expectProblem(wrong, 401, 'unauthorized');
     expect(wrong.headers.get('www-authenticate')).toContain('Basic');
+    // The API itself challenges for a bearer key, so a browser never pops up a login for JSON.
+    const api = await call('GET', `/v1/accounts/${alice}`, { key: null });
+    expect(api.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    // The dashboard's published static files need no key; its API and page do.
+    expect((await call('GET', '/admin/queues', { key: null })).status).toBe(401);
+    expect((await call('GET', '/admin/queues/api/queues', { key: null })).status).toBe(401);
   });
 
   it('only the admin creates keys, and unknown scopes are refused', async () => {
