@@ -1,11 +1,8 @@
-// PostgreSQL connections: one pg pool per process, drizzle on top of it for the non-hot paths.
-import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+// PostgreSQL connections: one pg pool per process. drizzle owns the schema and the migrations;
+// queries are SQL over arrays (unnest), written out in the repository that needs them.
 import pg from 'pg';
 import { POOL_SIZE_MAX, STATEMENT_TIMEOUT_MS } from '../config/limits';
-import * as schema from './schema';
 import { log } from '../shared/log';
-
-export type Db = NodePgDatabase<typeof schema>;
 
 export function createPool(databaseUrl: string, poolSizeMax = POOL_SIZE_MAX): pg.Pool {
   const pool = new pg.Pool({
@@ -18,10 +15,6 @@ export function createPool(databaseUrl: string, poolSizeMax = POOL_SIZE_MAX): pg
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', (err) => log.warn({ err }, 'idle postgres connection lost'));
   return pool;
-}
-
-export function createDb(pool: pg.Pool): Db {
-  return drizzle(pool, { schema });
 }
 
 /**

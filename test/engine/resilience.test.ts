@@ -234,8 +234,8 @@ describe('ownership', () => {
     }
     const movedMs = Date.now() - killedAt;
     expect(b.ownedPartitions().length).toBe(n);
-    // The lease (1 s) plus one claim interval (200 ms), with room for a slow machine.
-    expect(movedMs).toBeLessThan(1_000 + 200 + 1_000);
+    // The lease (1 s) plus one claim interval (200 ms), with room for a busy 2-core machine.
+    expect(movedMs).toBeLessThan(1_000 + 200 + 1_500);
 
     const accounts = await Promise.all(Array.from({ length: 8 }, () => env.account()));
     const submitted = await env.submit(accounts.map((acc) => deposit(acc.id, 10n)));
