@@ -29,23 +29,26 @@ runMain(async () => {
     `ledgerline: starting the Procfile's processes (API on http://127.0.0.1:${config.port})`,
   );
 
-  // foreman (nf) runs every Procfile line and stops them all when one exits or on Ctrl-C.
+  // foreman (nf) runs every Procfile line and stops them all when one exits or on SIGINT. It
+  // runs in a process group of its own, so that a Ctrl-C reaches it exactly once, from here:
+  // foreman handles one SIGINT gracefully and dies on a second, before its children finish.
   const nf = createRequire(import.meta.url).resolve('foreman/nf.js');
   const child = spawn(
     process.execPath,
     [nf, 'start', '--procfile', 'Procfile', '--port', String(config.port)],
-    {
-      cwd: ROOT,
-      env,
-      stdio: 'inherit',
-    },
+    { cwd: ROOT, env, stdio: 'inherit', detached: true },
   );
-  // Ctrl-C reaches the whole process group; a signal sent to this process alone is passed on.
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => child.kill(signal));
+  let stopping = false;
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      // npm forwards signals too, so one Ctrl-C may arrive twice; foreman hears it once.
+      if (stopping) return;
+      stopping = true;
+      child.kill('SIGINT');
+    });
   }
   const code = await new Promise<number>((resolve) =>
-    child.on('exit', (c, signal) => resolve(c ?? (signal ? 0 : 1))),
+    child.on('exit', (c) => resolve(c ?? 1)),
   );
   process.exit(code);
 });
