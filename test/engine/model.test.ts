@@ -15,8 +15,9 @@ beforeAll(async () => {
   await env.startWorker();
 });
 afterAll(async () => {
-  expect(env.fatal).toEqual([]);
+  const fatal = [...env.fatal];
   await env.cleanup();
+  expect(fatal).toEqual([]);
 });
 
 /** Slots 0-2: EUR accounts; 3: a USD account; 4: an id no account has. */

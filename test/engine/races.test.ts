@@ -13,8 +13,9 @@ beforeAll(async () => {
   await env.startWorker();
 });
 afterAll(async () => {
-  expect(env.fatal).toEqual([]);
+  const fatal = [...env.fatal];
   await env.cleanup();
+  expect(fatal).toEqual([]);
 });
 
 async function fund(accountId: string, amountMinor: bigint) {

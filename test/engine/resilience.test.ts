@@ -20,8 +20,9 @@ beforeEach(async () => {
   env = await createTestEnv({ partitions: 4 });
 });
 afterEach(async () => {
-  expect(env.fatal).toEqual([]);
+  const fatal = [...env.fatal];
   await env.cleanup();
+  expect(fatal).toEqual([]);
 });
 
 async function accountsOnDistinctPartitions() {
