@@ -47,8 +47,6 @@ runMain(async () => {
       child.kill('SIGINT');
     });
   }
-  const code = await new Promise<number>((resolve) =>
-    child.on('exit', (c) => resolve(c ?? 1)),
-  );
+  const code = await new Promise<number>((resolve) => child.on('exit', (c) => resolve(c ?? 1)));
   process.exit(code);
 });

@@ -22,25 +22,24 @@ export function newSecret(): string {
   return `llk_${randomBytes(24).toString('base64url')}`;
 }
 
-function sameSecret(a: string, b: string): boolean {
-  const ha = Buffer.from(hashSecret(a), 'hex');
-  const hb = Buffer.from(hashSecret(b), 'hex');
-  return timingSafeEqual(ha, hb);
-}
-
 export class KeyStore {
   private readonly cache = new Map<string, { principal: Principal | null; expiresAtMs: number }>();
 
+  /** The admin key's hash, computed once; requests are compared hash to hash in constant time. */
+  private readonly adminHash: Buffer | undefined;
+
   constructor(
     private readonly pool: pg.Pool,
-    private readonly adminApiKey: string | undefined,
-  ) {}
+    adminApiKey: string | undefined,
+  ) {
+    this.adminHash = adminApiKey ? Buffer.from(hashSecret(adminApiKey), 'hex') : undefined;
+  }
 
   async resolve(secret: string): Promise<Principal | null> {
-    if (this.adminApiKey && sameSecret(secret, this.adminApiKey)) {
+    const hash = hashSecret(secret);
+    if (this.adminHash && timingSafeEqual(Buffer.from(hash, 'hex'), this.adminHash)) {
       return { keyId: ADMIN_KEY_ID, name: 'ADMIN_API_KEY', scopes: new Set(SCOPES) };
     }
-    const hash = hashSecret(secret);
     const cached = this.cache.get(hash);
     if (cached && cached.expiresAtMs > Date.now()) return cached.principal;
     const res = await this.pool.query<{ id: string; name: string; scopes: Scope[] }>(
