@@ -20,7 +20,7 @@ afterAll(async () => {
   expect(fatal).toEqual([]);
 });
 
-/** Slots 0-2: EUR accounts; 3: a USD account; 4: an id no account has. */
+/** Slots 0-2: EUR accounts, slot 2 with a 300 overdraft; 3: a USD account; 4: an unknown id. */
 const SLOTS = 5;
 const cmd = fc.oneof(
   fc.record({
@@ -43,7 +43,7 @@ const cmd = fc.oneof(
     .filter((c) => c.from !== c.to),
 );
 
-type ModelAccount = { currency: string; balance: bigint };
+type ModelAccount = { currency: string; balance: bigint; overdraftLimit: bigint };
 
 it('random deposits, withdrawals and transfers end exactly as the sequential model says', async () => {
   await fc.assert(
@@ -54,7 +54,8 @@ it('random deposits, withdrawals and transfers end exactly as the sequential mod
         const accounts = [
           await env.account(),
           await env.account(),
-          await env.account(),
+          // May go down to -300: the model applies the same floor.
+          await env.account({ overdraftLimit: 300n }),
           await env.account({ currency: 'USD' }),
         ];
         const ids = [...accounts.map((a) => a.id), randomUUID()];
@@ -78,7 +79,10 @@ it('random deposits, withdrawals and transfers end exactly as the sequential mod
 
         // Replay each partition's legs in apply order into the model.
         const model = new Map<string, ModelAccount>(
-          accounts.map((a) => [a.id, { currency: a.currency, balance: 0n }]),
+          accounts.map((a) => [
+            a.id,
+            { currency: a.currency, balance: 0n, overdraftLimit: a.overdraftLimit },
+          ]),
         );
         const legs = await env.pool.query<{
           partition: number;
@@ -102,7 +106,8 @@ it('random deposits, withdrawals and transfers end exactly as the sequential mod
             if ((c.fromAccountId && !from) || (c.toAccountId && !to)) outcome = 'account_not_found';
             else if ((from && from.currency !== 'EUR') || (to && to.currency !== 'EUR'))
               outcome = 'currency_mismatch';
-            else if (from && from.balance < c.amountMinor) outcome = 'insufficient_funds';
+            else if (from && from.balance - c.amountMinor < -from.overdraftLimit)
+              outcome = 'insufficient_funds';
             if (outcome !== 'posted') {
               modelFinal.set(l.transfer_id, {
                 status: 'failed',
