@@ -6,8 +6,6 @@ export const AMOUNT_MINOR_MAX_DEFAULT = 1_000_000_000_000n;
 export const JSON_SAFE_INTEGER_MAX = BigInt(Number.MAX_SAFE_INTEGER);
 
 export const IDEMPOTENCY_KEY_LENGTH_MAX = 255;
-/** How long an idempotency key is honoured; rows are kept forever, so this is a floor. */
-export const IDEMPOTENCY_KEY_RETENTION_HOURS_MIN = 24;
 export const BODY_BYTES_MAX = 16 * 1024;
 export const WAIT_SECONDS_MAX = 30;
 export const PAGE_SIZE_MAX = 200;
@@ -32,7 +30,7 @@ export const APPLY_RETRY_BACKOFF_MS_MAX = 2_000;
  * worker process that has not heartbeated for LEASE_MS no longer counts towards the fair share.
  */
 export const LEASE_MS = 5_000;
-export const LEASE_RENEW_INTERVAL_MS = 1_000;
+/** Leases are renewed, and free partitions claimed, this often. */
 export const CLAIM_INTERVAL_MS = 1_000;
 
 /** The outbox sweep: transfers untouched for SWEEP_AFTER_MS are re-enqueued, SWEEP_BATCH_MAX at a time. */

@@ -12,8 +12,6 @@ export const PROBLEM_CODES = [
   'payload_too_large',
   'rate_limited',
   'unavailable',
-  'account_not_found',
-  'currency_mismatch',
   'internal_error',
 ] as const;
 export type ProblemCode = (typeof PROBLEM_CODES)[number];
@@ -28,8 +26,6 @@ const TITLES: Record<ProblemCode, string> = {
   payload_too_large: 'The request body is too large',
   rate_limited: 'Too many requests',
   unavailable: 'A dependency is unavailable; retry with the same Idempotency-Key',
-  account_not_found: 'Account not found',
-  currency_mismatch: 'Currency does not match the account',
   internal_error: 'Internal error',
 };
 

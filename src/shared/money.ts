@@ -29,10 +29,3 @@ export function parseAmount(input: unknown, amountMinorMax: bigint): AmountParse
   if (amountMinor > amountMinorMax) return { ok: false, reason: 'above_max' };
   return { ok: true, amountMinor };
 }
-
-export function formatAmount(amountMinor: bigint): string {
-  return amountMinor.toString();
-}
-
-/** Currencies are ISO 4217 alpha-3 codes. */
-export const CURRENCY = /^[A-Z]{3}$/;

@@ -42,22 +42,6 @@ export const FAILURE_CODES = [
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
 
-/** HTTP status when the intake reports the code synchronously. Exhaustive by construction. */
-export const FAILURE_HTTP_STATUS: Record<FailureCode, number> = {
-  account_not_found: 422,
-  account_closed: 422,
-  currency_mismatch: 422,
-  insufficient_funds: 422,
-};
-
-/** Every failure code is final: business outcomes are not retried. */
-export const FAILURE_IS_FINAL: Record<FailureCode, true> = {
-  account_not_found: true,
-  account_closed: true,
-  currency_mismatch: true,
-  insufficient_funds: true,
-};
-
 /** A transfer moves through legs; each leg runs on one partition and is applied at most once. */
 export const LEGS = ['debit', 'credit', 'refund'] as const;
 export type Leg = (typeof LEGS)[number];
