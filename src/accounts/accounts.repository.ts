@@ -1,8 +1,7 @@
 // Accounts: creation (with the per-currency system accounts it needs) and reads.
 import type pg from 'pg';
-import type { SystemName } from '../ledger/plan';
-import { isUuid } from '../transfers/transfers.repository';
-import type { TransferType } from '../transfers/transfers.status';
+import { isUuid } from '../domain/ids';
+import { SYSTEM_NAMES, type TransferType } from '../domain/transfer';
 
 export type Account = {
   id: string;
@@ -13,8 +12,6 @@ export type Account = {
   balance: bigint;
   createdAt: Date;
 };
-
-const SYSTEM_NAMES: readonly SystemName[] = ['settlement', 'in_transit', 'interest'];
 
 type AccountRow = {
   id: string;

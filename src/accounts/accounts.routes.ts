@@ -3,10 +3,12 @@ import { createRoute } from '@hono/zod-openapi';
 import { PAGE_SIZE_DEFAULT } from '../config/limits';
 import { requireScope } from '../http/auth';
 import { ApiError } from '../http/problem';
-import { BEARER, newRouter, type HttpDeps } from '../http/router';
+import type pg from 'pg';
+import type { Config } from '../config/env';
+import { BEARER, newRouter } from '../http/router';
 import { IdParam, PageQuery, problemResponses } from '../http/schemas';
 import { partitionOf } from '../partitions/routing';
-import { parseAmount } from '../shared/money';
+import { parseAmount } from '../domain/money';
 import { createAccount, getAccount, listEntries } from './accounts.repository';
 import { AccountOut, CreateAccountBody, EntriesPage, accountJson } from './accounts.schemas';
 
@@ -24,7 +26,10 @@ function decodeCursor(cursor: string): bigint {
   return BigInt(text.slice(1));
 }
 
-export function accountsRouter(deps: HttpDeps) {
+/** What the accounts routes need from the web process. */
+export type AccountsDeps = { config: Config; pool: pg.Pool };
+
+export function accountsRouter(deps: AccountsDeps) {
   const r = newRouter();
 
   const create = createRoute({

@@ -2,7 +2,7 @@
 import { z } from '@hono/zod-openapi';
 import { HOLDER_LENGTH_MAX } from '../config/limits';
 import { AmountIn, AmountOut, Currency, Id } from '../http/schemas';
-import { TRANSFER_TYPES } from '../transfers/transfers.status';
+import { TRANSFER_TYPES } from '../domain/transfer';
 import type { Account } from './accounts.repository';
 
 export const CreateAccountBody = z

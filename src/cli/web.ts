@@ -1,6 +1,6 @@
 // `web:` process: the intake API on PORT until SIGINT/SIGTERM.
 import { loadConfig } from '../config/env';
-import { createWebProcess } from '../http/web-process';
+import { createWebProcess } from '../app/web-process';
 import { checkPostgres, checkRedis, runMain } from './preflight';
 
 runMain(async () => {

@@ -1,26 +1,7 @@
 // A router per capability; all share the validation hook that turns zod issues into problem+json.
 import { OpenAPIHono } from '@hono/zod-openapi';
-import type { Redis } from 'ioredis';
-import type pg from 'pg';
-import type { Config } from '../config/env';
-import type { Dispatcher } from '../queue/queues';
-import type { Submitter } from '../transfers/submit';
-import type { TransferWaiter } from '../transfers/transfer-waiter';
-import type { AuthEnv, KeyStore } from './auth';
-import type { Metrics } from './metrics';
+import type { AuthEnv } from './auth';
 import { problem } from './problem';
-
-export type HttpDeps = {
-  config: Config;
-  pool: pg.Pool;
-  redis: Redis;
-  dispatcher: Dispatcher;
-  submitter: Submitter;
-  waiter: TransferWaiter;
-  keys: KeyStore;
-  metrics: Metrics;
-  rateLimit: { perSecond: number; burst: number };
-};
 
 export function newRouter() {
   return new OpenAPIHono<AuthEnv>({

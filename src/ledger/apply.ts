@@ -3,7 +3,7 @@
 import type pg from 'pg';
 import type { LegJobData } from '../queue/queues';
 import { assert } from '../shared/assert';
-import type { FailureCode, TransferStatus, TransferType } from '../transfers/transfers.status';
+import type { FailureCode, TransferStatus, TransferType } from '../domain/transfer';
 import {
   plan,
   systemKey,

@@ -2,9 +2,13 @@
 // outcome and every posting. Pure, so the money rules are testable without a database.
 import type { LegJobData, LegToEnqueue } from '../queue/queues';
 import { assert, unreachable } from '../shared/assert';
-import type { FailureCode, Leg, TransferStatus, TransferType } from '../transfers/transfers.status';
-
-export type SystemName = 'settlement' | 'in_transit' | 'interest';
+import type {
+  FailureCode,
+  Leg,
+  SystemName,
+  TransferStatus,
+  TransferType,
+} from '../domain/transfer';
 
 export type TransferState = {
   id: string;
@@ -31,6 +35,8 @@ export type AccountState = {
 
 /** A system account's sub-balance on this partition. */
 export type SubBalanceState = { accountId: string; balance: bigint; version: bigint };
+
+export type { SystemName };
 
 export type PlanInput = {
   partition: number;

@@ -22,7 +22,7 @@ import {
   type LegToEnqueue,
 } from '../queue/queues';
 import { AssertionError } from '../shared/assert';
-import type { Leg } from '../transfers/transfers.status';
+import type { Leg } from '../domain/transfer';
 import { log } from '../shared/log';
 
 export type OwnerStats = {

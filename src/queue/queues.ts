@@ -8,7 +8,7 @@ import {
   JOB_FAILED_KEEP_COUNT,
 } from '../config/limits';
 import { z } from 'zod';
-import { LEGS, type Leg } from '../transfers/transfers.status';
+import { LEGS, type Leg } from '../domain/transfer';
 
 /** One queue per partition. The `{…}` hash tag keeps a partition's keys in one Cluster slot. */
 export function queueName(partition: number): string {

@@ -12,7 +12,7 @@ import {
   type Transfer,
   type TransferRow,
 } from './transfers.repository';
-import type { TransferType } from './transfers.status';
+import type { TransferType } from '../domain/transfer';
 
 export type Command = {
   type: TransferType;

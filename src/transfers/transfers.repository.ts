@@ -1,6 +1,7 @@
 // Reads of the transfers table: the record of every accepted command.
 import type pg from 'pg';
-import type { FailureCode, TransferStatus, TransferType } from './transfers.status';
+import { isUuid } from '../domain/ids';
+import type { FailureCode, TransferStatus, TransferType } from '../domain/transfer';
 
 export type Transfer = {
   id: string;
@@ -50,11 +51,6 @@ export function toTransfer(r: TransferRow): Transfer {
     acceptedAt: r.accepted_at,
     finishedAt: r.finished_at,
   };
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export function isUuid(value: string): boolean {
-  return UUID.test(value);
 }
 
 export async function getTransfer(pool: pg.Pool, id: string): Promise<Transfer | undefined> {

@@ -4,13 +4,20 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { IDEMPOTENCY_KEY_LENGTH_MAX, WAIT_SECONDS_MAX } from '../config/limits';
 import { requireScope, type AuthEnv } from '../http/auth';
 import { ApiError } from '../http/problem';
-import { BEARER, newRouter, type HttpDeps } from '../http/router';
+import type { Counter } from 'prom-client';
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { Config } from '../config/env';
+import { BEARER, newRouter } from '../http/router';
+import type { Submitter } from './submit';
+import type { TransferWaiter } from './transfer-waiter';
 import { IdParam, IdempotencyHeader, problemResponses } from '../http/schemas';
 import { isProgrammerPgError } from '../db/db';
 import { AssertionError } from '../shared/assert';
-import { parseAmount } from '../shared/money';
+import { parseAmount } from '../domain/money';
 import type { Command, SubmitResult } from './submit';
-import { getTransfer, isUuid, type Transfer } from './transfers.repository';
+import { isUuid } from '../domain/ids';
+import { getTransfer, type Transfer } from './transfers.repository';
 import {
   DepositBody,
   ReversalBody,
@@ -19,8 +26,18 @@ import {
   WithdrawalBody,
   transferJson,
 } from './transfers.schemas';
-import { isFinal } from './transfers.status';
+import { isFinal } from '../domain/transfer';
 import { log } from '../shared/log';
+
+/** What the money-movement routes need from the web process. */
+export type TransfersDeps = {
+  config: Config;
+  pool: pg.Pool;
+  redis: Redis;
+  submitter: Submitter;
+  waiter: TransferWaiter;
+  submissions: Counter<'type' | 'result'>;
+};
 
 const PRINTABLE = /^[\x20-\x7e]+$/;
 
@@ -86,7 +103,7 @@ const rejectNonIntegerAmountLiterals: MiddlewareHandler<AuthEnv> = async (c, nex
   await next();
 };
 
-function amountOf(deps: HttpDeps, value: string | number): bigint {
+function amountOf(deps: TransfersDeps, value: string | number): bigint {
   const parsed = parseAmount(value, deps.config.amountMinorMax);
   if (!parsed.ok) {
     throw new ApiError(
@@ -101,7 +118,7 @@ function amountOf(deps: HttpDeps, value: string | number): bigint {
   return parsed.amountMinor;
 }
 
-export function requireQueue(deps: HttpDeps): void {
+export function requireQueue(deps: { redis: Redis }): void {
   // Fail fast before recording anything: a 503 is better than a request hanging on Redis.
   if (deps.redis.status !== 'ready') {
     throw new ApiError(
@@ -116,8 +133,8 @@ export function requireQueue(deps: HttpDeps): void {
   }
 }
 
-function respond(c: Context<AuthEnv>, deps: HttpDeps, type: string, result: SubmitResult) {
-  deps.metrics.submissions.inc({ type, result: result.kind });
+function respond(c: Context<AuthEnv>, deps: TransfersDeps, type: string, result: SubmitResult) {
+  deps.submissions.inc({ type, result: result.kind });
   switch (result.kind) {
     case 'accepted':
     case 'replayed': {
@@ -136,7 +153,7 @@ function respond(c: Context<AuthEnv>, deps: HttpDeps, type: string, result: Subm
 
 async function submitOne(
   c: Context<AuthEnv>,
-  deps: HttpDeps,
+  deps: TransfersDeps,
   command: Omit<Command, 'idempotencyScope' | 'idempotencyKey'>,
 ) {
   const idempotencyKey = idempotencyKeyOf(c);
@@ -172,7 +189,7 @@ function unavailable(err: unknown): unknown {
   );
 }
 
-export function transfersRouter(deps: HttpDeps) {
+export function transfersRouter(deps: TransfersDeps) {
   const r = newRouter();
 
   r.openapi(moneyRoute('/v1/deposits', 'Deposit money into an account', DepositBody), async (c) => {
@@ -318,7 +335,7 @@ export function transfersRouter(deps: HttpDeps) {
   return r;
 }
 
-async function findTransfer(deps: HttpDeps, id: string): Promise<Transfer> {
+async function findTransfer(deps: TransfersDeps, id: string): Promise<Transfer> {
   const t = await getTransfer(deps.pool, id.toLowerCase());
   if (!t) throw new ApiError(404, 'not_found', 'no such transfer');
   return t;

@@ -2,7 +2,7 @@
 import { z } from '@hono/zod-openapi';
 import { DESCRIPTION_LENGTH_MAX } from '../config/limits';
 import { AmountIn, AmountOut, Currency, Id } from '../http/schemas';
-import { FAILURE_CODES, TRANSFER_TYPES, apiStatus } from './transfers.status';
+import { FAILURE_CODES, TRANSFER_TYPES, apiStatus } from '../domain/transfer';
 import type { Transfer } from './transfers.repository';
 
 export const DepositBody = z

@@ -3,7 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { compileErrors, validate } from '@readme/openapi-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WebProcess } from '../../src/http/web-process';
+import type { WebProcess } from '../../src/app/web-process';
 import { createTestEnv, type TestEnv } from '../support/test-env';
 import { caller, createTestWeb, type Call } from '../support/web';
 

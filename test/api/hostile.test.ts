@@ -3,7 +3,7 @@
 // transfer unless the API accepted them.
 import fc from 'fast-check';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import type { WebProcess } from '../../src/http/web-process';
+import type { WebProcess } from '../../src/app/web-process';
 import { drained, expectInvariants } from '../support/invariants';
 import { createTestEnv, type TestEnv } from '../support/test-env';
 import { caller, createTestWeb, type Call } from '../support/web';

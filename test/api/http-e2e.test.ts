@@ -2,7 +2,7 @@
 // idempotency replay race, reversals, pagination, interest, long-poll and a clean reconciliation.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WebProcess } from '../../src/http/web-process';
+import type { WebProcess } from '../../src/app/web-process';
 import { partitionOf } from '../../src/partitions/routing';
 import { drained, expectInvariants } from '../support/invariants';
 import { processEnv, spawnScript, type Child } from '../support/processes';

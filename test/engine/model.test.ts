@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { partitionOf } from '../../src/partitions/routing';
-import type { FailureCode } from '../../src/transfers/transfers.status';
+import type { FailureCode } from '../../src/domain/transfer';
 import { expectInvariants } from '../support/invariants';
 import { createTestEnv, type TestEnv } from '../support/test-env';
 

@@ -10,7 +10,7 @@ import { ensureDatabase, runMigrations } from '../../src/db/migrate';
 import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
 import { Submitter, type Command } from '../../src/transfers/submit';
 import { getTransfer } from '../../src/transfers/transfers.repository';
-import { isFinal } from '../../src/transfers/transfers.status';
+import { isFinal } from '../../src/domain/transfer';
 import { TransferWaiter } from '../../src/transfers/transfer-waiter';
 import { processEnv, spawnScript, type Child } from '../support/processes';
 import { deleteKeys } from '../support/test-env';

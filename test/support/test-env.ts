@@ -12,7 +12,7 @@ import { WorkerProcess, type WorkerProcessOptions } from '../../src/partitions/w
 import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
 import { Submitter, type Command } from '../../src/transfers/submit';
 import { getTransfers, type Transfer } from '../../src/transfers/transfers.repository';
-import { isFinal } from '../../src/transfers/transfers.status';
+import { isFinal } from '../../src/domain/transfer';
 import { adminUrl, serverUrl } from './urls';
 
 /** Tuning that makes the engine's timers fit a test's patience. */

@@ -1,6 +1,6 @@
 // The web process for a test environment, called through app.request() or over real HTTP.
 import type { Config } from '../../src/config/env';
-import { createWebProcess, type WebProcess } from '../../src/http/web-process';
+import { createWebProcess, type WebProcess } from '../../src/app/web-process';
 import type { TestEnv } from './test-env';
 
 export async function createTestWeb(

@@ -1,7 +1,7 @@
 // Proves the amount parser accepts exactly the positive integers the API promises, and nothing else.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseAmount } from '../../src/shared/money';
+import { parseAmount } from '../../src/domain/money';
 
 const MAX = 1_000_000_000_000n;
 

@@ -2,7 +2,7 @@
 // floor(balance × annual_rate_bps / 10,000 / 365) minor units, from the `interest` system account.
 import type pg from 'pg';
 import { INTEREST_PAGE_SIZE } from '../config/limits';
-import type { Submitter } from '../transfers/submit';
+import type { Submitter } from './submit';
 
 export const DAYS_PER_YEAR = 365n;
 

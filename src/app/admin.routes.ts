@@ -5,13 +5,14 @@ import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { createRoute, z } from '@hono/zod-openapi';
 import { API_KEY_NAME_LENGTH_MAX, INTEREST_RATE_BPS_MAX } from '../config/limits';
-import { runInterest } from '../ledger/interest';
+import { runInterest } from '../transfers/interest';
 import { reconcile } from '../ledger/reconcile';
 import { requireQueue } from '../transfers/transfers.routes';
-import { SCOPES, hashSecret, newSecret, requireScope } from './auth';
-import { ApiError } from './problem';
-import { BEARER, newRouter, type HttpDeps } from './router';
-import { problemResponses } from './schemas';
+import { SCOPES, hashSecret, newSecret, requireScope } from '../http/auth';
+import { ApiError } from '../http/problem';
+import { BEARER, newRouter } from '../http/router';
+import type { HttpDeps } from './deps';
+import { problemResponses } from '../http/schemas';
 
 const CreateKeyBody = z
   .strictObject({

@@ -10,10 +10,11 @@ import { accountsRouter } from '../accounts/accounts.routes';
 import { BODY_BYTES_MAX } from '../config/limits';
 import { transfersRouter } from '../transfers/transfers.routes';
 import { adminRouter, queueDashboard } from './admin.routes';
-import { authenticate, requireScope } from './auth';
-import { ApiError, problem } from './problem';
-import { rateLimit } from './rate-limit';
-import { newRouter, type HttpDeps } from './router';
+import { authenticate, requireScope } from '../http/auth';
+import { ApiError, problem } from '../http/problem';
+import { rateLimit } from '../http/rate-limit';
+import { newRouter } from '../http/router';
+import type { HttpDeps } from './deps';
 import { log } from '../shared/log';
 
 export const API_VERSION = '1.0.0';
@@ -77,7 +78,7 @@ export function createApp(deps: HttpDeps) {
   );
 
   app.route('/', accountsRouter(deps));
-  app.route('/', transfersRouter(deps));
+  app.route('/', transfersRouter({ ...deps, submissions: deps.metrics.submissions }));
   app.route('/', adminRouter(deps));
   app.route(QUEUE_DASHBOARD_PATH, queueDashboard(deps, QUEUE_DASHBOARD_PATH));
 

@@ -6,9 +6,9 @@ import { createProducerConnection, Dispatcher } from '../queue/queues';
 import { Submitter } from '../transfers/submit';
 import { TransferWaiter } from '../transfers/transfer-waiter';
 import { createApp } from './app';
-import { KeyStore } from './auth';
+import { KeyStore } from '../http/auth';
 import { createMetrics } from './metrics';
-import type { HttpDeps } from './router';
+import type { HttpDeps } from './deps';
 import { log } from '../shared/log';
 
 export type WebProcess = {

@@ -45,3 +45,12 @@ export type FailureCode = (typeof FAILURE_CODES)[number];
 /** A transfer moves through legs; each leg runs on one partition and is applied at most once. */
 export const LEGS = ['debit', 'credit', 'refund'] as const;
 export type Leg = (typeof LEGS)[number];
+
+/** One leg of one transfer: what an envelope carries; the transfer row in PostgreSQL holds the rest. */
+export type LegRef = { transferId: string; leg: Leg };
+/** A leg with the partition that applies it. */
+export type LegToEnqueue = LegRef & { partition: number };
+
+/** The system accounts, one each per currency, whose money lives in per-partition sub-balances. */
+export const SYSTEM_NAMES = ['settlement', 'in_transit', 'interest'] as const;
+export type SystemName = (typeof SYSTEM_NAMES)[number];

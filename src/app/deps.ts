@@ -1,0 +1,21 @@
+// What the web process hands its routers: one object, each router taking the part it needs.
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { Config } from '../config/env';
+import type { KeyStore } from '../http/auth';
+import type { Dispatcher } from '../queue/queues';
+import type { Submitter } from '../transfers/submit';
+import type { TransferWaiter } from '../transfers/transfer-waiter';
+import type { Metrics } from './metrics';
+
+export type HttpDeps = {
+  config: Config;
+  pool: pg.Pool;
+  redis: Redis;
+  dispatcher: Dispatcher;
+  submitter: Submitter;
+  waiter: TransferWaiter;
+  keys: KeyStore;
+  metrics: Metrics;
+  rateLimit: { perSecond: number; burst: number };
+};
