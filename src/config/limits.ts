@@ -17,9 +17,19 @@ export const DESCRIPTION_LENGTH_MAX = 500;
 export const SUBMIT_BATCH_MAX = 500;
 export const SUBMIT_FLUSHES_IN_FLIGHT_MAX = 4;
 
-/** Worker: legs applied in one PostgreSQL transaction, and jobs fetched ahead per partition. */
-export const APPLY_BATCH_MAX = 256;
-export const PREFETCH_JOBS_MAX = APPLY_BATCH_MAX;
+/**
+ * Envelopes: one BullMQ job carries up to this many legs for one partition (an intake flush, an
+ * owner's forwards to one partition, a sweep's round).
+ */
+export const ENVELOPE_LEGS_MAX = 1_000;
+/**
+ * Worker: legs applied in one PostgreSQL transaction, and envelopes held per partition at once
+ * (the owner merges those waiting into its next batch when it is behind).
+ */
+export const APPLY_BATCH_LEGS_MAX = 1_000;
+export const ENVELOPES_IN_HAND_MAX = 8;
+/** Credit legs handed in memory to an owner of the same process, waiting there at most. */
+export const HAND_OFF_LEGS_MAX = 10_000;
 /** Transient failures of one batch transaction are retried this often before BullMQ's attempts. */
 export const APPLY_RETRIES_MAX = 5;
 export const APPLY_RETRY_BACKOFF_MS_BASE = 50;
@@ -43,8 +53,8 @@ export const JOB_ATTEMPTS_MAX = 8;
 export const JOB_BACKOFF_MS_BASE = 200;
 export const JOB_COMPLETED_KEEP_COUNT = 1_000;
 export const JOB_FAILED_KEEP_COUNT = 10_000;
-/** A partition whose queue holds more waiting jobs than this is reported at every sweep. */
-export const QUEUE_BACKLOG_ALARM_JOBS = 100_000;
+/** A partition with more legs than this waiting to be applied is reported at every sweep. */
+export const BACKLOG_ALARM_LEGS = 100_000;
 /** A job held by a process that died is re-delivered within about lock + check interval. */
 export const JOB_LOCK_MS = 10_000;
 export const JOB_STALLED_CHECK_INTERVAL_MS = 5_000;

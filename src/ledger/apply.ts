@@ -1,16 +1,21 @@
-// The batch applier: reads what a batch of legs needs, plans it, and writes it all in one
-// READ COMMITTED transaction that first proves this process still owns the partition.
+// The batch applier: reads what a batch of legs needs (little, with the owner's memory), plans
+// it, and writes it all in one statement inside one READ COMMITTED transaction that first proves
+// this process still owns the partition.
 import type pg from 'pg';
-import type { LegJobData } from '../queue/queues';
+import type {
+  FailureCode,
+  LegRef,
+  SystemName,
+  TransferStatus,
+  TransferType,
+} from '../domain/transfer';
 import { assert } from '../shared/assert';
-import type { FailureCode, TransferStatus, TransferType } from '../domain/transfer';
 import {
   plan,
   systemKey,
   type AccountState,
   type Plan,
   type SubBalanceState,
-  type SystemName,
   type TransferState,
 } from './plan';
 
@@ -24,11 +29,39 @@ export class FencedError extends Error {
 
 export type Ownership = { partition: number; epoch: bigint; owner: string };
 
+/**
+ * The owner's memory: it is the only writer of its partition's balance rows, so it keeps their
+ * state between batches instead of reading it again. The version guard on every write proves
+ * nobody else wrote; a failed guard is a crash, never a retry. One memory lives within one epoch:
+ * a new claim starts with an empty one.
+ */
+export type OwnerMemory = {
+  /** Local customer accounts, as of the last commit. */
+  accounts: Map<string, AccountState>;
+  /** This partition's system sub-balances, keyed by `systemKey`. */
+  subBalances: Map<string, SubBalanceState>;
+  /** The last apply sequence used on this partition; undefined until first read. */
+  applySeq: bigint | undefined;
+};
+
+export function emptyMemory(): OwnerMemory {
+  return { accounts: new Map(), subBalances: new Map(), applySeq: undefined };
+}
+
 /** Where notifications of final transfers go; the intake's long-poll listens here. */
 export const TRANSFER_FINAL_CHANNEL = 'ledgerline_transfer_final';
 /** NOTIFY payloads must stay under 8,000 bytes; a uuid plus a comma is 37. */
 const NOTIFY_IDS_MAX = 200;
 
+type AccountColumns = {
+  currency: string | null;
+  kind: 'customer' | 'system' | null;
+  status: 'open' | 'closed' | null;
+  overdraft_limit: string | null;
+  balance: string | null;
+  version: string | null;
+};
+/** A transfer with both of its accounts, as one row: one round trip reads a batch. */
 type TransferRow = {
   id: string;
   type: TransferType;
@@ -40,235 +73,306 @@ type TransferRow = {
   failure_code: FailureCode | null;
   src_partition: number;
   dst_partition: number;
-};
-type AccountRow = {
-  id: string;
-  currency: string;
-  kind: 'customer' | 'system';
-  status: 'open' | 'closed';
-  overdraft_limit: string;
-  balance: string;
-  version: string;
+  f: AccountColumns | null;
+  t: AccountColumns | null;
 };
 type SubBalanceRow = {
   id: string;
   system_name: SystemName;
   currency: string;
-  balance: string | null;
-  version: string | null;
+  balance: string;
+  version: string;
 };
+
+function accountState(id: string, c: AccountColumns): AccountState {
+  return {
+    id,
+    currency: c.currency!,
+    kind: c.kind!,
+    status: c.status!,
+    overdraftLimit: BigInt(c.overdraft_limit!),
+    balance: BigInt(c.balance!),
+    version: BigInt(c.version!),
+  };
+}
 
 export async function applyBatch(
   client: pg.PoolClient,
   own: Ownership,
-  legs: readonly LegJobData[],
+  legs: readonly LegRef[],
   isLocal: (accountId: string) => boolean,
+  memory: OwnerMemory = emptyMemory(),
 ): Promise<Plan> {
+  // Reads happen before the transaction: every row they rely on is written only by this
+  // partition's owner (us, between batches) or was committed before its leg was enqueued. The
+  // guards in the write re-check all of it, and the fence proves we still own the partition.
+  const transferIds = [...new Set(legs.map((l) => l.transferId))];
+  const rows = await client.query<TransferRow>(
+    `SELECT t.id, t.type, t.from_account_id, t.to_account_id, t.amount, t.currency, t.status,
+            t.failure_code, t.src_partition, t.dst_partition,
+            CASE WHEN f.id IS NULL THEN NULL ELSE json_build_object('currency', f.currency,
+              'kind', f.kind, 'status', f.status, 'overdraft_limit', f.overdraft_limit::text,
+              'balance', f.balance::text, 'version', f.version::text) END AS f,
+            CASE WHEN d.id IS NULL THEN NULL ELSE json_build_object('currency', d.currency,
+              'kind', d.kind, 'status', d.status, 'overdraft_limit', d.overdraft_limit::text,
+              'balance', d.balance::text, 'version', d.version::text) END AS t
+       FROM transfers t
+       LEFT JOIN accounts f ON f.id = t.from_account_id
+       LEFT JOIN accounts d ON d.id = t.to_account_id
+      WHERE t.id = ANY($1::uuid[])`,
+    [transferIds],
+  );
+
+  const transfers = new Map<string, TransferState>();
+  /** Local accounts first met in this batch: they join the memory once it commits. */
+  const fresh = new Map<string, AccountState>();
+  const accounts = new Map<string, AccountState>();
+  const currencies = new Set<string>();
+  const see = (id: string | null, columns: AccountColumns | null) => {
+    if (id === null || columns === null || accounts.has(id)) return;
+    const remembered = memory.accounts.get(id);
+    if (remembered) {
+      accounts.set(id, remembered);
+      return;
+    }
+    const state = accountState(id, columns);
+    accounts.set(id, state);
+    if (state.kind === 'customer' && isLocal(id)) fresh.set(id, state);
+  };
+  for (const r of rows.rows) {
+    transfers.set(r.id, {
+      id: r.id,
+      type: r.type,
+      fromAccountId: r.from_account_id,
+      toAccountId: r.to_account_id,
+      amount: BigInt(r.amount),
+      currency: r.currency,
+      status: r.status,
+      failureCode: r.failure_code,
+      srcPartition: r.src_partition,
+      dstPartition: r.dst_partition,
+    });
+    see(r.from_account_id, r.f);
+    see(r.to_account_id, r.t);
+    currencies.add(r.currency);
+  }
+  await rememberSubBalances(client, own.partition, currencies, memory);
+  if (memory.applySeq === undefined) {
+    const res = await client.query<{ apply_seq: string }>(
+      'SELECT apply_seq FROM partitions WHERE id = $1',
+      [own.partition],
+    );
+    assert(res.rows[0], `partition ${own.partition} has no row`);
+    memory.applySeq = BigInt(res.rows[0].apply_seq);
+  }
+
+  const p = plan({
+    partition: own.partition,
+    applySeqBefore: memory.applySeq,
+    legs,
+    transfers,
+    accounts,
+    subBalances: memory.subBalances,
+    isLocal,
+  });
+  if (p.appliedLegs.length === 0) return p;
+
   await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
   try {
-    // Fencing first. The row lock taken here also orders us against a concurrent claim: either
-    // we commit before the new owner's epoch bump, or we see the new epoch and write nothing.
-    const fence = await client.query<{ apply_seq: string }>(
-      `UPDATE partitions SET heartbeat_at = now()
-        WHERE id = $1 AND epoch = $2 AND owner = $3
-        RETURNING apply_seq`,
-      [own.partition, own.epoch.toString(), own.owner],
-    );
-    if (fence.rowCount !== 1) throw new FencedError(own.partition, own.epoch);
-    const applySeqBefore = BigInt(fence.rows[0]!.apply_seq);
-
-    const transferIds = [...new Set(legs.map((l) => l.transferId))];
-    const transferRows = await client.query<TransferRow>(
-      `SELECT id, type, from_account_id, to_account_id, amount, currency, status, failure_code,
-              src_partition, dst_partition
-         FROM transfers WHERE id = ANY($1::uuid[])`,
-      [transferIds],
-    );
-    const transfers = new Map<string, TransferState>();
-    const accountIds = new Set<string>();
-    const currencies = new Set<string>();
-    for (const r of transferRows.rows) {
-      transfers.set(r.id, {
-        id: r.id,
-        type: r.type,
-        fromAccountId: r.from_account_id,
-        toAccountId: r.to_account_id,
-        amount: BigInt(r.amount),
-        currency: r.currency,
-        status: r.status,
-        failureCode: r.failure_code,
-        srcPartition: r.src_partition,
-        dstPartition: r.dst_partition,
-      });
-      if (r.from_account_id) accountIds.add(r.from_account_id);
-      if (r.to_account_id) accountIds.add(r.to_account_id);
-      currencies.add(r.currency);
-    }
-
-    // Plain reads, no FOR UPDATE: each local row has one writer, and that writer is us.
-    const [accountRows, subRows] = await Promise.all([
-      client.query<AccountRow>(
-        `SELECT id, currency, kind, status, overdraft_limit, balance, version
-           FROM accounts WHERE id = ANY($1::uuid[])`,
-        [[...accountIds]],
-      ),
-      client.query<SubBalanceRow>(
-        `SELECT a.id, a.system_name, a.currency, s.balance, s.version
-           FROM accounts a
-           LEFT JOIN system_balances s ON s.account_id = a.id AND s.partition = $2
-          WHERE a.kind = 'system' AND a.currency = ANY($1::text[])`,
-        [[...currencies], own.partition],
-      ),
-    ]);
-    const accounts = new Map<string, AccountState>(
-      accountRows.rows.map((r) => [
-        r.id,
-        {
-          id: r.id,
-          currency: r.currency,
-          kind: r.kind,
-          status: r.status,
-          overdraftLimit: BigInt(r.overdraft_limit),
-          balance: BigInt(r.balance),
-          version: BigInt(r.version),
-        },
-      ]),
-    );
-    const subBalances = new Map<string, SubBalanceState>(
-      subRows.rows.map((r) => [
-        systemKey(r.system_name, r.currency),
-        { accountId: r.id, balance: BigInt(r.balance ?? 0), version: BigInt(r.version ?? 0) },
-      ]),
-    );
-
-    const p = plan({
-      partition: own.partition,
-      applySeqBefore,
-      legs,
-      transfers,
-      accounts,
-      subBalances,
-      isLocal,
-    });
-    await write(client, own, p);
+    await write(client, own, p, memory.applySeq);
     await client.query('COMMIT');
-    return p;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;
   }
+
+  // Committed: the memory moves to the state just written.
+  for (const [id, state] of fresh) memory.accounts.set(id, { ...state });
+  for (const w of p.accountWrites) {
+    const remembered = memory.accounts.get(w.id);
+    assert(remembered, `account ${w.id} was written but never read`);
+    remembered.balance = w.balance;
+    remembered.version = w.version;
+  }
+  for (const w of p.subBalanceWrites) {
+    const remembered = memory.subBalances.get(w.key);
+    assert(remembered, `sub-balance ${w.key} was written but never read`);
+    remembered.balance = w.balance;
+    remembered.version = w.version;
+  }
+  memory.applySeq = p.applySeqAfter;
+  return p;
 }
 
-/** Every write is one statement over arrays (unnest): a fixed parameter count at any batch size. */
-async function write(client: pg.PoolClient, own: Ownership, p: Plan): Promise<void> {
-  if (p.appliedLegs.length === 0) return;
-  const { partition } = own;
+/**
+ * Loads, once per epoch and currency, this partition's system sub-balances, creating the rows at
+ * zero if this partition never used them: afterwards every write to them is a guarded UPDATE.
+ */
+async function rememberSubBalances(
+  client: pg.PoolClient,
+  partition: number,
+  currencies: ReadonlySet<string>,
+  memory: OwnerMemory,
+): Promise<void> {
+  const missing = [...currencies].filter(
+    (c) => !memory.subBalances.has(systemKey('settlement', c)),
+  );
+  if (missing.length === 0) return;
+  await client.query(
+    `INSERT INTO system_balances (account_id, partition)
+     SELECT id, $2 FROM accounts WHERE kind = 'system' AND currency = ANY($1::text[])
+     ON CONFLICT DO NOTHING`,
+    [missing, partition],
+  );
+  const res = await client.query<SubBalanceRow>(
+    `SELECT a.id, a.system_name, a.currency, s.balance, s.version
+       FROM accounts a JOIN system_balances s ON s.account_id = a.id AND s.partition = $2
+      WHERE a.kind = 'system' AND a.currency = ANY($1::text[])`,
+    [missing, partition],
+  );
+  for (const r of res.rows) {
+    memory.subBalances.set(systemKey(r.system_name, r.currency), {
+      accountId: r.id,
+      balance: BigInt(r.balance),
+      version: BigInt(r.version),
+    });
+  }
+}
 
-  if (p.entries.length > 0) {
-    await client.query(
-      `INSERT INTO ledger_entries
+/** What the write statement reports; bigint counts arrive as strings. */
+type WriteCounts = {
+  fence: string;
+  apply_seq: string | null;
+  accounts: string;
+  subs: string;
+  transfers: string;
+  legs: string;
+  entries: string;
+};
+
+/**
+ * Every write of the batch in one statement over arrays (unnest): a fixed parameter count at
+ * any batch size, one round trip. Each write reads the fence, so the fence's row lock is taken
+ * first and a fenced batch writes nothing at all.
+ */
+async function write(
+  client: pg.PoolClient,
+  own: Ownership,
+  p: Plan,
+  applySeqBefore: bigint,
+): Promise<void> {
+  const { partition } = own;
+  const finished = p.transferWrites
+    .filter((w) => w.status === 'completed' || w.status === 'failed')
+    .map((w) => w.id);
+  const notifications: string[] = [];
+  for (let i = 0; i < finished.length; i += NOTIFY_IDS_MAX) {
+    notifications.push(finished.slice(i, i + NOTIFY_IDS_MAX).join(','));
+  }
+  const res = await client.query<WriteCounts>(
+    `WITH fence AS (
+       UPDATE partitions SET heartbeat_at = now(), apply_seq = apply_seq + $4
+        WHERE id = $1 AND epoch = $2 AND owner = $3
+       RETURNING apply_seq),
+     entries AS (
+       INSERT INTO ledger_entries
               (transfer_id, account_id, partition, leg, amount, balance_after, account_version)
        SELECT t, a, $1, l, am, ba, v
-         FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[])
-              AS x(t, a, l, am, ba, v)`,
-      [
-        partition,
-        p.entries.map((e) => e.transferId),
-        p.entries.map((e) => e.accountId),
-        p.entries.map((e) => e.leg),
-        p.entries.map((e) => e.amount.toString()),
-        p.entries.map((e) => e.balanceAfter.toString()),
-        p.entries.map((e) => e.accountVersion.toString()),
-      ],
-    );
-  }
-
-  if (p.accountWrites.length > 0) {
-    // The version guard asserts the single-writer rule: if anyone else wrote the row since we
-    // read it, the counts differ and the whole batch rolls back.
-    const updated = await client.query(
-      `UPDATE accounts a SET balance = x.b, version = x.v
-         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[]) AS x(id, b, v, vb)
-        WHERE a.id = x.id AND a.version = x.vb`,
-      [
-        p.accountWrites.map((w) => w.id),
-        p.accountWrites.map((w) => w.balance.toString()),
-        p.accountWrites.map((w) => w.version.toString()),
-        p.accountWrites.map((w) => w.versionBefore.toString()),
-      ],
-    );
-    assert(
-      updated.rowCount === p.accountWrites.length,
-      `partition ${partition}: an account row changed under its single writer`,
-    );
-  }
-
-  if (p.subBalanceWrites.length > 0) {
-    await client.query(
-      `INSERT INTO system_balances (account_id, partition, balance, version)
-       SELECT a, $1, b, v FROM unnest($2::uuid[], $3::bigint[], $4::bigint[]) AS x(a, b, v)
-       ON CONFLICT (account_id, partition)
-       DO UPDATE SET balance = excluded.balance, version = excluded.version`,
-      [
-        partition,
-        p.subBalanceWrites.map((w) => w.accountId),
-        p.subBalanceWrites.map((w) => w.balance.toString()),
-        p.subBalanceWrites.map((w) => w.version.toString()),
-      ],
-    );
-  }
-
-  if (p.transferWrites.length > 0) {
-    // Guarded transitions: a row not in the state we planned from means a bug, not a race.
-    const updated = await client.query(
-      `UPDATE transfers t
+         FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[])
+              AS x(t, a, l, am, ba, v), fence
+       RETURNING 1),
+     accts AS (
+       -- The version guard asserts the single-writer rule: if anyone else wrote the row since
+       -- we read it, the count differs and the whole batch rolls back.
+       UPDATE accounts a SET balance = x.b, version = x.v
+         FROM unnest($11::uuid[], $12::bigint[], $13::bigint[], $14::bigint[]) AS x(id, b, v, vb),
+              fence
+        WHERE a.id = x.id AND a.version = x.vb
+       RETURNING 1),
+     subs AS (
+       UPDATE system_balances s SET balance = x.b, version = x.v
+         FROM unnest($15::uuid[], $16::bigint[], $17::bigint[], $18::bigint[]) AS x(a, b, v, vb),
+              fence
+        WHERE s.account_id = x.a AND s.partition = $1 AND s.version = x.vb
+       RETURNING 1),
+     xfers AS (
+       -- Guarded transitions: a row not in the state we planned from means a bug, not a race.
+       UPDATE transfers t
           SET status = x.s,
               failure_code = x.f,
               debited_at = CASE WHEN x.s = 'debited' AND t.debited_at IS NULL
                                 THEN now() ELSE t.debited_at END,
               finished_at = CASE WHEN x.s IN ('completed', 'failed') THEN now() ELSE NULL END
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
-              AS x(id, sb, fb, s, f)
-        WHERE t.id = x.id AND t.status = x.sb AND t.failure_code IS NOT DISTINCT FROM x.fb`,
-      [
-        p.transferWrites.map((w) => w.id),
-        p.transferWrites.map((w) => w.statusBefore),
-        p.transferWrites.map((w) => w.failureCodeBefore),
-        p.transferWrites.map((w) => w.status),
-        p.transferWrites.map((w) => w.failureCode),
-      ],
-    );
-    assert(
-      updated.rowCount === p.transferWrites.length,
-      `partition ${partition}: a transfer left the status its leg was planned from`,
-    );
-  }
-
-  await client.query(
-    `INSERT INTO applied_legs (partition, apply_seq, transfer_id, leg, outcome, epoch)
-     SELECT $1, s, t, l, o, $2 FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::text[])
-            AS x(s, t, l, o)`,
+         FROM unnest($19::uuid[], $20::text[], $21::text[], $22::text[], $23::text[])
+              AS x(id, sb, fb, s, f), fence
+        WHERE t.id = x.id AND t.status = x.sb AND t.failure_code IS NOT DISTINCT FROM x.fb
+       RETURNING 1),
+     legs AS (
+       INSERT INTO applied_legs (partition, apply_seq, transfer_id, leg, outcome, epoch)
+       SELECT $1, s, t, l, o, $2
+         FROM unnest($24::bigint[], $25::uuid[], $26::text[], $27::text[]) AS x(s, t, l, o), fence
+       RETURNING 1)
+     SELECT (SELECT count(*) FROM fence) AS fence,
+            (SELECT apply_seq FROM fence) AS apply_seq,
+            (SELECT count(*) FROM accts) AS accounts,
+            (SELECT count(*) FROM subs) AS subs,
+            (SELECT count(*) FROM xfers) AS transfers,
+            (SELECT count(*) FROM legs) AS legs,
+            (SELECT count(*) FROM entries) AS entries,
+            (SELECT count(*) FROM (SELECT pg_notify($28, ids) FROM fence, unnest($29::text[]) AS ids) n)
+              AS notified`,
     [
       partition,
       own.epoch.toString(),
+      own.owner,
+      (p.applySeqAfter - applySeqBefore).toString(),
+      p.entries.map((e) => e.transferId),
+      p.entries.map((e) => e.accountId),
+      p.entries.map((e) => e.leg),
+      p.entries.map((e) => e.amount.toString()),
+      p.entries.map((e) => e.balanceAfter.toString()),
+      p.entries.map((e) => e.accountVersion.toString()),
+      p.accountWrites.map((w) => w.id),
+      p.accountWrites.map((w) => w.balance.toString()),
+      p.accountWrites.map((w) => w.version.toString()),
+      p.accountWrites.map((w) => w.versionBefore.toString()),
+      p.subBalanceWrites.map((w) => w.accountId),
+      p.subBalanceWrites.map((w) => w.balance.toString()),
+      p.subBalanceWrites.map((w) => w.version.toString()),
+      p.subBalanceWrites.map((w) => w.versionBefore.toString()),
+      p.transferWrites.map((w) => w.id),
+      p.transferWrites.map((w) => w.statusBefore),
+      p.transferWrites.map((w) => w.failureCodeBefore),
+      p.transferWrites.map((w) => w.status),
+      p.transferWrites.map((w) => w.failureCode),
       p.appliedLegs.map((a) => a.applySeq.toString()),
       p.appliedLegs.map((a) => a.transferId),
       p.appliedLegs.map((a) => a.leg),
       p.appliedLegs.map((a) => a.outcome),
+      TRANSFER_FINAL_CHANNEL,
+      notifications,
     ],
   );
-  await client.query('UPDATE partitions SET apply_seq = $2 WHERE id = $1', [
-    partition,
-    p.applySeqAfter.toString(),
-  ]);
-
-  const finished = p.transferWrites
-    .filter((w) => w.status === 'completed' || w.status === 'failed')
-    .map((w) => w.id);
-  for (let i = 0; i < finished.length; i += NOTIFY_IDS_MAX) {
-    await client.query('SELECT pg_notify($1, $2)', [
-      TRANSFER_FINAL_CHANNEL,
-      finished.slice(i, i + NOTIFY_IDS_MAX).join(','),
-    ]);
-  }
+  const counts = res.rows[0]!;
+  if (counts.fence === '0') throw new FencedError(partition, own.epoch);
+  assert(
+    counts.apply_seq === p.applySeqAfter.toString(),
+    `partition ${partition}: apply_seq moved under its single writer`,
+  );
+  assert(
+    Number(counts.accounts) === p.accountWrites.length,
+    `partition ${partition}: an account row changed under its single writer`,
+  );
+  assert(
+    Number(counts.subs) === p.subBalanceWrites.length,
+    `partition ${partition}: a sub-balance row changed under its single writer`,
+  );
+  assert(
+    Number(counts.transfers) === p.transferWrites.length,
+    `partition ${partition}: a transfer left the status its leg was planned from`,
+  );
+  assert(
+    Number(counts.legs) === p.appliedLegs.length && Number(counts.entries) === p.entries.length,
+    `partition ${partition}: not every leg or entry was written`,
+  );
 }

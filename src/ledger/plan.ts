@@ -1,10 +1,11 @@
 // The batch planner: given a partition's legs in order and the state they read, decides every
 // outcome and every posting. Pure, so the money rules are testable without a database.
-import type { LegJobData, LegToEnqueue } from '../queue/queues';
 import { assert, unreachable } from '../shared/assert';
 import type {
   FailureCode,
   Leg,
+  LegRef,
+  LegToEnqueue,
   SystemName,
   TransferStatus,
   TransferType,
@@ -42,7 +43,7 @@ export type PlanInput = {
   partition: number;
   /** The apply sequence already used on this partition; the first applied leg gets +1. */
   applySeqBefore: bigint;
-  legs: readonly LegJobData[];
+  legs: readonly LegRef[];
   transfers: ReadonlyMap<string, TransferState>;
   /** Customer accounts the legs name, local or not (non-local ones are only read). */
   accounts: ReadonlyMap<string, AccountState>;
@@ -60,7 +61,14 @@ export type Entry = {
   accountVersion: bigint;
 };
 export type AccountWrite = { id: string; balance: bigint; version: bigint; versionBefore: bigint };
-export type SubBalanceWrite = { accountId: string; balance: bigint; version: bigint };
+export type SubBalanceWrite = {
+  /** `systemKey(name, currency)`. */
+  key: string;
+  accountId: string;
+  balance: bigint;
+  version: bigint;
+  versionBefore: bigint;
+};
 export type TransferWrite = {
   id: string;
   statusBefore: TransferStatus;
@@ -118,6 +126,7 @@ export function plan(input: PlanInput): Plan {
   const accounts = new Map<string, AccountState>();
   const accountVersionBefore = new Map<string, bigint>();
   const subBalances = new Map<string, SubBalanceState>();
+  const subVersionBefore = new Map<string, bigint>();
   const transfers = new Map<string, TransferState>();
   const transferBefore = new Map<string, TransferState>();
 
@@ -179,6 +188,7 @@ export function plan(input: PlanInput): Plan {
       assert(row, `no ${name} account for ${t.currency}`);
       sub = { ...row };
       subBalances.set(key, sub);
+      subVersionBefore.set(key, row.version);
     }
     sub.balance += amount;
     sub.version += 1n;
@@ -327,7 +337,13 @@ export function plan(input: PlanInput): Plan {
       const a = accounts.get(id)!;
       return { id, balance: a.balance, version: a.version, versionBefore };
     }),
-    subBalanceWrites: [...subBalances.values()].map((s) => ({ ...s })),
+    subBalanceWrites: [...subBalances].map(([key, s]) => ({
+      key,
+      accountId: s.accountId,
+      balance: s.balance,
+      version: s.version,
+      versionBefore: subVersionBefore.get(key)!,
+    })),
     transferWrites,
     appliedLegs,
     forward,

@@ -1,4 +1,5 @@
-// One owned partition: consumes its queue, applies legs in batches under the fencing epoch, and
+// One owned partition: takes its envelopes in queue order, merges the legs waiting into batches,
+// applies each batch in one transaction under the fencing epoch, forwards what comes next, and
 // sweeps its stale transfers back onto the queues.
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -12,65 +13,87 @@ import {
   JOB_STALLED_COUNT_MAX,
 } from '../config/limits';
 import { isProgrammerPgError } from '../db/db';
-import { applyBatch, FencedError, type Ownership } from '../ledger/apply';
+import type { Leg, LegRef, LegToEnqueue } from '../domain/transfer';
+import { applyBatch, emptyMemory, FencedError, type Ownership } from '../ledger/apply';
 import type { Plan } from '../ledger/plan';
-import {
-  LegJobSchema,
-  queueName,
-  type Dispatcher,
-  type LegJobData,
-  type LegToEnqueue,
-} from '../queue/queues';
+import { EnvelopeSchema, parseLeg, queueName } from '../queue/queues';
 import { AssertionError } from '../shared/assert';
-import type { Leg } from '../domain/transfer';
 import { log } from '../shared/log';
+import { backlogLegs } from './backlog';
 
 export type OwnerStats = {
   batches: number;
   legsApplied: number;
   duplicates: number;
+  /** Legs that named no transfer, or were not legs at all: each failed alone. */
+  rejectedLegs: number;
+  envelopes: number;
+  /** Legs received in memory from a batch of this process, without a trip through Redis. */
+  handedOff: number;
   fencedBatches: number;
   swept: number;
   backlogAlarms: number;
 };
 
-export type OwnerTuning = {
-  batchMax: number;
-  prefetchMax: number;
-  sweepAfterMs: number;
-  sweepIntervalMs: number;
-  sweepBatchMax: number;
-  backlogAlarmJobs: number;
-};
-
-export type OwnerHooks = {
-  /** Called inside the batch transaction's life, before it starts; tests use it to interleave. */
-  beforeBatch?: (partition: number, legs: readonly LegJobData[]) => Promise<void>;
-};
-
-type Pending = { data: LegJobData; resolve: () => void; reject: (err: Error) => void };
-
-export class PartitionOwner {
-  readonly stats: OwnerStats = {
+export function emptyStats(): OwnerStats {
+  return {
     batches: 0,
     legsApplied: 0,
     duplicates: 0,
+    rejectedLegs: 0,
+    envelopes: 0,
+    handedOff: 0,
     fencedBatches: 0,
     swept: 0,
     backlogAlarms: 0,
   };
-  private worker: Worker<LegJobData> | undefined;
-  private pending: Pending[] = [];
-  private flushing = false;
+}
+
+export type OwnerTuning = {
+  batchLegsMax: number;
+  envelopesInHandMax: number;
+  /** Legs received in memory and not yet applied; past it, forwards go through Redis. */
+  handOffLegsMax: number;
+  sweepAfterMs: number;
+  sweepIntervalMs: number;
+  sweepBatchMax: number;
+  backlogAlarmLegs: number;
+};
+
+export type OwnerHooks = {
+  /** Called before each batch is applied; tests use it to interleave. */
+  beforeBatch?: (partition: number, legs: readonly LegRef[]) => Promise<void>;
+};
+
+/** Where the next legs go: in memory to an owner of this process, or through Redis. */
+export type Forward = (legs: readonly LegToEnqueue[], opts?: { round?: string }) => Promise<void>;
+
+/** An envelope in hand: its job completes when its last leg's batch has committed. */
+type Envelope = {
+  remaining: number;
+  settled: boolean;
+  resolve?: () => void;
+  reject?: (err: Error) => void;
+};
+type PendingLeg = { leg: LegRef; envelope: Envelope };
+
+export class PartitionOwner {
+  readonly stats: OwnerStats = emptyStats();
+  private worker: Worker | undefined;
+  /** Within one epoch only: a new claim makes a new owner, with an empty memory. */
+  private memory = emptyMemory();
+  private pending: PendingLeg[] = [];
+  private flushing: Promise<void> | undefined;
   private flushScheduled = false;
   private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepRound = 0;
   private stopped = false;
 
   constructor(
     private readonly deps: {
       own: Ownership;
       pool: pg.Pool;
-      dispatcher: Dispatcher;
+      forward: Forward;
       connection: Redis;
       queuePrefix: string;
       isLocal: (accountId: string) => boolean;
@@ -87,113 +110,137 @@ export class PartitionOwner {
 
   start(): void {
     const { own, connection, queuePrefix, tuning } = this.deps;
-    this.worker = new Worker<LegJobData>(
-      queueName(own.partition),
-      (job: Job<LegJobData>) => this.accept(job.data),
-      {
-        connection,
-        prefix: queuePrefix,
-        // Prefetch: this many jobs may be held at once, so a batch can fill while one commits.
-        concurrency: tuning.prefetchMax,
-        autorun: true,
-        // A dead process's jobs come back once their lock lapses and a stall check sees it.
-        lockDuration: JOB_LOCK_MS,
-        stalledInterval: JOB_STALLED_CHECK_INTERVAL_MS,
-        maxStalledCount: JOB_STALLED_COUNT_MAX,
-      },
-    );
+    this.worker = new Worker(queueName(own.partition), (job: Job) => this.accept(job.data), {
+      connection,
+      prefix: queuePrefix,
+      // Envelopes held at once: while one batch commits, the next ones are already here.
+      concurrency: tuning.envelopesInHandMax,
+      autorun: true,
+      // A dead process's jobs come back once their lock lapses and a stall check sees it.
+      lockDuration: JOB_LOCK_MS,
+      stalledInterval: JOB_STALLED_CHECK_INTERVAL_MS,
+      maxStalledCount: JOB_STALLED_COUNT_MAX,
+    });
     this.worker.on('error', (err) =>
       log.error({ err, partition: own.partition }, 'queue worker error'),
     );
     this.scheduleSweep();
   }
 
-  /** Stops taking jobs, lets the batches in hand finish (BullMQ waits for them), stops sweeping. */
+  /**
+   * Stops taking envelopes, applies the legs already in hand (BullMQ waits for their jobs, and
+   * the legs handed over in memory are applied too), and stops sweeping.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     await this.worker?.close();
+    await this.flushing;
   }
 
   /**
-   * The BullMQ processor: the job completes when its batch has committed and forwarded. A job
-   * whose data is not a leg fails alone and is never retried, rather than poisoning a batch.
+   * Legs from a batch of this process bound for this partition, without a trip through Redis.
+   * The `debited` rows stay the record: if this owner dies first, the sweep re-drives them.
+   * Refused (false) when stopping or when too many wait already.
+   */
+  handOff(legs: readonly LegRef[]): boolean {
+    if (this.stopped || this.pending.length + legs.length > this.deps.tuning.handOffLegsMax) {
+      return false;
+    }
+    const envelope: Envelope = { remaining: legs.length, settled: false };
+    for (const leg of legs) this.pending.push({ leg, envelope });
+    this.stats.handedOff += legs.length;
+    this.scheduleFlush();
+    return true;
+  }
+
+  /**
+   * The BullMQ processor. An envelope that is not one fails alone and is never retried; inside a
+   * good envelope, a leg that is not a leg is counted and skipped, and the others are applied.
    */
   private accept(raw: unknown): Promise<void> {
-    const parsed = LegJobSchema.safeParse(raw);
+    const parsed = EnvelopeSchema.safeParse(raw);
     if (!parsed.success) {
-      return Promise.reject(new UnrecoverableError(`not a leg job: ${JSON.stringify(raw)}`));
+      return Promise.reject(new UnrecoverableError(`not an envelope: ${JSON.stringify(raw)}`));
     }
-    const data: LegJobData = {
-      transferId: parsed.data.transferId.toLowerCase(),
-      leg: parsed.data.leg,
-    };
+    this.stats.envelopes += 1;
+    const legs: LegRef[] = [];
+    for (const item of parsed.data.legs) {
+      const leg = parseLeg(item);
+      if (leg) legs.push(leg);
+      else this.rejectLeg(item, 'not a leg');
+    }
+    if (legs.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.pending.push({ data, resolve, reject });
+      const envelope: Envelope = { remaining: legs.length, settled: false, resolve, reject };
+      for (const leg of legs) this.pending.push({ leg, envelope });
       this.scheduleFlush();
     });
+  }
+
+  private rejectLeg(leg: unknown, reason: string): void {
+    this.stats.rejectedLegs += 1;
+    log.warn({ partition: this.partition, leg, reason }, 'leg rejected');
   }
 
   private scheduleFlush(): void {
     if (this.flushing || this.flushScheduled) return;
     this.flushScheduled = true;
-    // One turn of the event loop lets the jobs fetched together land in one batch.
+    // One turn of the event loop lets the envelopes fetched together land in one batch.
     setImmediate(() => {
       this.flushScheduled = false;
-      void this.flush();
+      this.flushing = this.flush().finally(() => {
+        this.flushing = undefined;
+        if (this.pending.length > 0) this.scheduleFlush();
+      });
     });
   }
 
-  /** Batches run one at a time: a partition's legs are applied in the order they arrived. */
+  /** Batches run one at a time, each taking every leg waiting up to the batch bound. */
   private async flush(): Promise<void> {
-    this.flushing = true;
-    try {
-      while (this.pending.length > 0) {
-        const batch = this.pending.splice(0, this.deps.tuning.batchMax);
-        await this.applyWithRetry(batch);
-      }
-    } finally {
-      this.flushing = false;
+    while (this.pending.length > 0) {
+      const batch = this.pending.splice(0, this.deps.tuning.batchLegsMax);
+      await this.applyWithRetry(batch);
     }
   }
 
-  private async applyWithRetry(batch: Pending[]): Promise<void> {
-    const legs = batch.map((p) => p.data);
+  private async applyWithRetry(batch: PendingLeg[]): Promise<void> {
+    const legs = batch.map((p) => p.leg);
     let plan: Plan | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
         if (!plan) {
-          // On a graceful stop the jobs already taken are still applied: the lease is ours
-          // until release. If the partition was taken, the fence below says so.
+          // On a graceful stop the legs already taken are still applied: the lease is ours
+          // until release. If the partition was taken, the fence says so.
           await this.deps.hooks.beforeBatch?.(this.partition, legs);
           plan = await this.applyOnce(legs);
-          this.stats.batches += 1;
-          this.stats.legsApplied += plan.appliedLegs.length;
-          this.stats.duplicates += plan.results.filter((r) => r === 'duplicate').length;
+          this.count(plan, legs);
         }
-        // Only after the commit and the forwarding of the next legs are the jobs acknowledged.
-        await this.deps.dispatcher.enqueue(plan.forward);
-        for (const p of batch) p.resolve();
+        // Only after the commit and the forwarding of the next legs are the envelopes done.
+        await this.deps.forward(plan.forward);
+        settle(batch);
         return;
       } catch (err) {
         const error = err instanceof Error ? err : new Error(String(err));
         if (error instanceof FencedError) {
-          // Nothing was written. The jobs go back to BullMQ for whoever owns the partition now.
+          // Nothing was written. The envelopes go back to BullMQ for whoever owns the partition
+          // now; legs handed over in memory are re-driven by the new owner's sweep.
           this.stats.fencedBatches += 1;
-          for (const p of batch) p.reject(error);
+          const dropped = this.pending.splice(0);
+          fail([...batch, ...dropped], error);
           if (!this.stopped) this.deps.onFenced(this.partition);
           return;
         }
         if (error instanceof AssertionError || isProgrammerPgError(error)) {
           // Corrupt state must not spread: the process stops rather than guess.
-          for (const p of batch) p.reject(error);
+          fail(batch, error);
           this.deps.onFatal(error);
           return;
         }
         if (attempt >= APPLY_RETRIES_MAX) {
           // Still an infrastructure failure: BullMQ's attempts take over. If the commit stood,
-          // the redelivered leg is a duplicate that only re-sends what comes next.
-          for (const p of batch) p.reject(error);
+          // the redelivered legs are duplicates that only re-send what comes next.
+          fail(batch, error);
           return;
         }
         const backoffMs = Math.min(
@@ -205,10 +252,23 @@ export class PartitionOwner {
     }
   }
 
-  private async applyOnce(legs: readonly LegJobData[]): Promise<Plan> {
+  private count(plan: Plan, legs: readonly LegRef[]): void {
+    this.stats.batches += 1;
+    this.stats.legsApplied += plan.appliedLegs.length;
+    plan.results.forEach((result, i) => {
+      if (result === 'duplicate') this.stats.duplicates += 1;
+      else if (result === 'unknown_transfer') this.rejectLeg(legs[i], 'names no transfer');
+    });
+  }
+
+  private async applyOnce(legs: readonly LegRef[]): Promise<Plan> {
     const client = await this.deps.pool.connect();
     try {
-      return await applyBatch(client, this.deps.own, legs, this.deps.isLocal);
+      return await applyBatch(client, this.deps.own, legs, this.deps.isLocal, this.memory);
+    } catch (err) {
+      // The commit may or may not have stood (a connection lost during COMMIT): read afresh.
+      this.memory = emptyMemory();
+      throw err;
     } finally {
       client.release();
     }
@@ -228,7 +288,7 @@ export class PartitionOwner {
    * the legs that have sat too long are put back on the queues. Redelivery is harmless.
    */
   async sweep(): Promise<number> {
-    const { pool, tuning } = this.deps;
+    const { pool, tuning, own } = this.deps;
     const res = await pool.query<{ id: string; leg: Leg; partition: number }>(
       `(SELECT id, 'debit' AS leg, src_partition AS partition FROM transfers
          WHERE status = 'accepted' AND src_partition = $1
@@ -251,21 +311,50 @@ export class PartitionOwner {
       leg: r.leg,
       partition: r.partition,
     }));
-    if (legs.length > 0) await this.deps.dispatcher.redrive(legs);
+    // Its own round in the envelope ids: an earlier envelope with the same legs may still be
+    // kept by BullMQ as completed or failed, and would swallow a re-add under its id.
+    this.sweepRound += 1;
+    if (legs.length > 0) {
+      await this.deps.forward(legs, { round: `s${own.epoch}.${this.sweepRound}` });
+    }
     this.stats.swept += legs.length;
     await this.checkBacklog();
     return legs.length;
   }
 
-  /** The backlog alarm: a queue this deep means the partition's owner cannot keep up. */
+  /** The backlog alarm: this many legs waiting means the partition's owner cannot keep up. */
   private async checkBacklog(): Promise<void> {
-    const { backlogAlarmJobs } = this.deps.tuning;
-    const waiting = await this.deps.dispatcher.queue(this.partition).getWaitingCount();
-    if (waiting <= backlogAlarmJobs) return;
+    const { backlogAlarmLegs } = this.deps.tuning;
+    const counts = await backlogLegs(this.deps.pool, {
+      partitions: [this.partition],
+      capLegs: backlogAlarmLegs + 1,
+    });
+    const waiting = counts.get(this.partition) ?? 0;
+    if (waiting <= backlogAlarmLegs) return;
     this.stats.backlogAlarms += 1;
     log.warn(
-      { partition: this.partition, waiting, alarmJobs: backlogAlarmJobs },
-      'queue backlog above its alarm',
+      { partition: this.partition, waitingLegs: waiting, alarmLegs: backlogAlarmLegs },
+      'partition backlog above its alarm',
     );
+  }
+}
+
+/** Each leg of the batch is done; an envelope completes with its last leg. */
+function settle(batch: readonly PendingLeg[]): void {
+  for (const { envelope } of batch) {
+    envelope.remaining -= 1;
+    if (envelope.remaining === 0 && !envelope.settled) {
+      envelope.settled = true;
+      envelope.resolve?.();
+    }
+  }
+}
+
+/** The envelopes these legs came in go back to BullMQ whole; redelivered legs are harmless. */
+function fail(legs: readonly PendingLeg[], err: Error): void {
+  for (const { envelope } of legs) {
+    if (envelope.settled) continue;
+    envelope.settled = true;
+    envelope.reject?.(err);
   }
 }

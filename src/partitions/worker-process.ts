@@ -4,11 +4,12 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Config } from '../config/env';
 import {
-  APPLY_BATCH_MAX,
+  APPLY_BATCH_LEGS_MAX,
+  BACKLOG_ALARM_LEGS,
   CLAIM_INTERVAL_MS,
+  ENVELOPES_IN_HAND_MAX,
+  HAND_OFF_LEGS_MAX,
   LEASE_MS,
-  PREFETCH_JOBS_MAX,
-  QUEUE_BACKLOG_ALARM_JOBS,
   SWEEP_AFTER_MS,
   SWEEP_BATCH_MAX,
   SWEEP_INTERVAL_MS,
@@ -24,7 +25,10 @@ import {
   renew,
   type Claimed,
 } from './leases';
+import type { LegToEnqueue } from '../domain/transfer';
+import { packEnvelopes } from '../queue/queues';
 import {
+  emptyStats,
   PartitionOwner,
   type OwnerHooks,
   type OwnerStats,
@@ -58,14 +62,7 @@ export class WorkerProcess {
   private ticking: Promise<void> = Promise.resolve();
   private stopping = false;
   /** Totals of owners that have already stopped, so stats survive a partition moving away. */
-  private readonly retired: OwnerStats = {
-    batches: 0,
-    legsApplied: 0,
-    duplicates: 0,
-    fencedBatches: 0,
-    swept: 0,
-    backlogAlarms: 0,
-  };
+  private readonly retired: OwnerStats = emptyStats();
 
   constructor(private readonly opts: WorkerProcessOptions) {
     this.id = opts.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -76,12 +73,13 @@ export class WorkerProcess {
     this.leaseMs = opts.leaseMs ?? LEASE_MS;
     this.claimIntervalMs = opts.claimIntervalMs ?? CLAIM_INTERVAL_MS;
     this.tuning = {
-      batchMax: APPLY_BATCH_MAX,
-      prefetchMax: PREFETCH_JOBS_MAX,
+      batchLegsMax: APPLY_BATCH_LEGS_MAX,
+      envelopesInHandMax: ENVELOPES_IN_HAND_MAX,
+      handOffLegsMax: HAND_OFF_LEGS_MAX,
       sweepAfterMs: SWEEP_AFTER_MS,
       sweepIntervalMs: SWEEP_INTERVAL_MS,
       sweepBatchMax: SWEEP_BATCH_MAX,
-      backlogAlarmJobs: QUEUE_BACKLOG_ALARM_JOBS,
+      backlogAlarmLegs: BACKLOG_ALARM_LEGS,
       ...opts.tuning,
     };
   }
@@ -172,7 +170,7 @@ export class WorkerProcess {
     const owner = new PartitionOwner({
       own: { partition: claim.partition, epoch: claim.epoch, owner: this.id },
       pool: this.pool,
-      dispatcher: this.dispatcher,
+      forward: (legs, opts) => this.forward(legs, opts),
       connection: this.consumer,
       queuePrefix: config.queuePrefix,
       isLocal: (accountId) => partitionOf(accountId, config.partitions) === claim.partition,
@@ -188,6 +186,26 @@ export class WorkerProcess {
     owner.start();
   }
 
+  /**
+   * The legs a batch or a sweep sends on: to an owner in this process, in memory, when it takes
+   * them; the rest in envelopes through Redis.
+   */
+  private async forward(
+    legs: readonly LegToEnqueue[],
+    opts: { round?: string } = {},
+  ): Promise<void> {
+    if (legs.length === 0) return;
+    const viaRedis: LegToEnqueue[] = [];
+    for (const [partition, envelopes] of packEnvelopes(legs)) {
+      const owner = this.owners.get(partition)?.owner;
+      for (const envelope of envelopes) {
+        if (owner?.handOff(envelope)) continue;
+        for (const leg of envelope) viaRedis.push({ ...leg, partition });
+      }
+    }
+    await this.dispatcher.enqueue(viaRedis, opts);
+  }
+
   private async letGo(partition: number, opts: { release: boolean }): Promise<void> {
     const entry = this.owners.get(partition);
     if (!entry) return;
@@ -199,10 +217,5 @@ export class WorkerProcess {
 }
 
 function addStats(into: OwnerStats, from: OwnerStats): void {
-  into.batches += from.batches;
-  into.legsApplied += from.legsApplied;
-  into.duplicates += from.duplicates;
-  into.fencedBatches += from.fencedBatches;
-  into.swept += from.swept;
-  into.backlogAlarms += from.backlogAlarms;
+  for (const key of Object.keys(into) as (keyof OwnerStats)[]) into[key] += from[key];
 }

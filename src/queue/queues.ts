@@ -1,32 +1,58 @@
-// Queue names, job shapes and the producer that puts legs on their partition's queue.
+// Envelopes: one BullMQ job carries many legs bound for one partition. Queue names, the job shape,
+// the connections, and the producer that packs legs into envelopes.
+import { createHash } from 'node:crypto';
 import { Queue, type JobsOptions } from 'bullmq';
 import { Redis, type RedisOptions } from 'ioredis';
+import { z } from 'zod';
 import {
+  ENVELOPE_LEGS_MAX,
   JOB_ATTEMPTS_MAX,
   JOB_BACKOFF_MS_BASE,
   JOB_COMPLETED_KEEP_COUNT,
   JOB_FAILED_KEEP_COUNT,
 } from '../config/limits';
-import { z } from 'zod';
-import { LEGS, type Leg } from '../domain/transfer';
+import { isUuid } from '../domain/ids';
+import { LEGS, type LegRef, type LegToEnqueue } from '../domain/transfer';
 
 /** One queue per partition. The `{…}` hash tag keeps a partition's keys in one Cluster slot. */
 export function queueName(partition: number): string {
   return `{p${partition}}`;
 }
 
-/** Derived from transfer and leg, so a leg enqueued twice while waiting is one job. */
-export function jobId(transferId: string, leg: Leg): string {
-  return `${leg}-${transferId}`;
+/** What a job carries: up to ENVELOPE_LEGS_MAX legs for the queue's partition. */
+export type EnvelopeData = { legs: LegRef[] };
+export const ENVELOPE_JOB_NAME = 'legs';
+
+/**
+ * The envelope's outer shape. Its legs are checked one by one (`parseLeg`), so that one bad leg
+ * fails alone instead of sinking the legs that travel with it.
+ */
+export const EnvelopeSchema = z.object({ legs: z.array(z.unknown()).max(ENVELOPE_LEGS_MAX) });
+
+const LEG_SET = new Set<string>(LEGS);
+
+/** A leg as it came out of Redis: refused unless it names a transfer id and a known leg. */
+export function parseLeg(raw: unknown): LegRef | undefined {
+  if (typeof raw !== 'object' || raw === null) return undefined;
+  const { transferId, leg } = raw as Record<string, unknown>;
+  if (typeof transferId !== 'string' || !isUuid(transferId)) return undefined;
+  if (typeof leg !== 'string' || !LEG_SET.has(leg)) return undefined;
+  return { transferId: transferId.toLowerCase(), leg: leg as LegRef['leg'] };
 }
 
-export type LegJobData = { transferId: string; leg: Leg };
+/**
+ * Derived from what the envelope carries, so adding the same envelope twice makes one job. BullMQ
+ * also ignores an add whose id it still keeps (completed or failed), so a re-drive passes a
+ * `round` of its own: its envelopes never reuse the id of one that may still be kept.
+ */
+export function envelopeId(legs: readonly LegRef[], round?: string): string {
+  const hash = createHash('sha256');
+  for (const l of legs) hash.update(`${l.leg}:${l.transferId};`);
+  const digest = hash.digest('base64url').slice(0, 32);
+  return round === undefined ? `env-${digest}` : `env-${round}-${digest}`;
+}
 
-/** What a worker accepts from Redis: anything else is refused before it reaches PostgreSQL. */
-export const LegJobSchema = z.object({ transferId: z.uuid(), leg: z.enum(LEGS) });
-export type LegToEnqueue = LegJobData & { partition: number };
-
-export const LEG_JOB_OPTIONS: JobsOptions = {
+export const ENVELOPE_JOB_OPTIONS: JobsOptions = {
   // Only infrastructure failures reach BullMQ's retries; business outcomes complete the job.
   attempts: JOB_ATTEMPTS_MAX,
   backoff: { type: 'exponential', delay: JOB_BACKOFF_MS_BASE },
@@ -55,21 +81,34 @@ export function createWorkerConnection(redisUrl: string): Redis {
   return redis;
 }
 
+/** Groups legs by partition, in the order given, each group cut into envelopes. */
+export function packEnvelopes(legs: readonly LegToEnqueue[]): Map<number, LegRef[][]> {
+  const byPartition = new Map<number, LegRef[][]>();
+  for (const { transferId, leg, partition } of legs) {
+    let envelopes = byPartition.get(partition);
+    if (!envelopes) byPartition.set(partition, (envelopes = [[]]));
+    let last = envelopes[envelopes.length - 1]!;
+    if (last.length >= ENVELOPE_LEGS_MAX) envelopes.push((last = []));
+    last.push({ transferId, leg });
+  }
+  return byPartition;
+}
+
 export class Dispatcher {
-  private readonly queues = new Map<number, Queue<LegJobData>>();
+  private readonly queues = new Map<number, Queue<EnvelopeData>>();
 
   constructor(
     private readonly connection: Redis,
     private readonly prefix: string,
   ) {}
 
-  queue(partition: number): Queue<LegJobData> {
+  queue(partition: number): Queue<EnvelopeData> {
     let queue = this.queues.get(partition);
     if (!queue) {
-      queue = new Queue<LegJobData>(queueName(partition), {
+      queue = new Queue<EnvelopeData>(queueName(partition), {
         connection: this.connection,
         prefix: this.prefix,
-        defaultJobOptions: LEG_JOB_OPTIONS,
+        defaultJobOptions: ENVELOPE_JOB_OPTIONS,
       });
       queue.on('error', () => {});
       this.queues.set(partition, queue);
@@ -77,37 +116,23 @@ export class Dispatcher {
     return queue;
   }
 
-  /** One addBulk per partition. Not atomic across jobs, which is fine: PostgreSQL is the record. */
-  async enqueue(legs: readonly LegToEnqueue[]): Promise<void> {
-    const byPartition = new Map<number, LegToEnqueue[]>();
-    for (const leg of legs) {
-      const group = byPartition.get(leg.partition) ?? [];
-      group.push(leg);
-      byPartition.set(leg.partition, group);
-    }
+  /**
+   * One envelope per partition touched (more only past ENVELOPE_LEGS_MAX), one addBulk per
+   * partition. Not atomic across partitions, which is fine: PostgreSQL is the record.
+   */
+  async enqueue(legs: readonly LegToEnqueue[], opts: { round?: string } = {}): Promise<void> {
+    if (legs.length === 0) return;
     await Promise.all(
-      [...byPartition].map(([partition, group]) =>
+      [...packEnvelopes(legs)].map(([partition, envelopes]) =>
         this.queue(partition).addBulk(
-          group.map(({ transferId, leg }) => ({
-            name: leg,
-            data: { transferId, leg },
-            opts: { ...LEG_JOB_OPTIONS, jobId: jobId(transferId, leg) },
+          envelopes.map((envelope) => ({
+            name: ENVELOPE_JOB_NAME,
+            data: { legs: envelope },
+            opts: { ...ENVELOPE_JOB_OPTIONS, jobId: envelopeId(envelope, opts.round) },
           })),
         ),
       ),
     );
-  }
-
-  /**
-   * The sweep's re-drive: a job that exhausted its attempts sits in the failed set under its id
-   * and would swallow the re-add, so it is removed first.
-   */
-  async redrive(legs: readonly LegToEnqueue[]): Promise<void> {
-    for (const leg of legs) {
-      const job = await this.queue(leg.partition).getJob(jobId(leg.transferId, leg.leg));
-      if (job && (await job.isFailed())) await job.remove();
-    }
-    await this.enqueue(legs);
   }
 
   async close(): Promise<void> {

@@ -4,7 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { applyBatch } from '../../src/ledger/apply';
 import { ensurePartitionRows, steal } from '../../src/partitions/leases';
 import { partitionOf } from '../../src/partitions/routing';
-import { queueName } from '../../src/queue/queues';
+import { ENVELOPE_JOB_NAME, queueName } from '../../src/queue/queues';
 import { expectInvariants, drained } from '../support/invariants';
 import {
   FAST_TUNING,
@@ -78,7 +78,11 @@ describe('redelivery', () => {
       for (const copy of [1, 2]) {
         await env.dispatcher
           .queue(partition)
-          .add(leg, { transferId: t!.id, leg }, { jobId: `redelivered-${copy}-${leg}-${t!.id}` });
+          .add(
+            ENVELOPE_JOB_NAME,
+            { legs: [{ transferId: t!.id, leg }] },
+            { jobId: `redelivered-${copy}-${leg}-${t!.id}` },
+          );
       }
     }
     await queueIdle(n);
@@ -100,7 +104,11 @@ describe('redelivery', () => {
     const p = partitionOf(alice.id, env.config.partitions);
     await env.dispatcher
       .queue(p)
-      .add('debit', { transferId: t!.id, leg: 'debit' }, { jobId: `copy-${t!.id}` });
+      .add(
+        ENVELOPE_JOB_NAME,
+        { legs: [{ transferId: t!.id, leg: 'debit' }] },
+        { jobId: `copy-${t!.id}` },
+      );
 
     await env.startWorker();
     const [, done] = await env.waitForFinal([dep!.id, t!.id]);
@@ -183,7 +191,12 @@ describe('ownership', () => {
     let b: Awaited<ReturnType<TestEnv['startWorker']>>;
     const a = await env.startWorker({
       workerId: 'owner-a',
-      tuning: { batchMax: 10, prefetchMax: 10, sweepAfterMs: 1_000, sweepIntervalMs: 250 },
+      tuning: {
+        batchLegsMax: 10,
+        envelopesInHandMax: 10,
+        sweepAfterMs: 1_000,
+        sweepIntervalMs: 250,
+      },
       hooks: {
         // Between A's batches on the target partition, B takes it by force.
         beforeBatch: async (partition) => {
@@ -249,7 +262,7 @@ describe('ownership', () => {
 
 it('a graceful stop applies the jobs it has already taken instead of handing them back', async () => {
   const a = await env.account();
-  const worker = await env.startWorker({ tuning: { batchMax: 5, prefetchMax: 50 } });
+  const worker = await env.startWorker({ tuning: { batchLegsMax: 5, envelopesInHandMax: 50 } });
   const submitted = await env.submit(Array.from({ length: 200 }, () => deposit(a.id, 1n)));
   await new Promise((r) => setTimeout(r, 30));
   await worker.stop();
@@ -270,7 +283,7 @@ it('a partition whose backlog passes its alarm is reported at the next sweep', a
   const a = await env.account();
   await env.submit(Array.from({ length: 30 }, () => deposit(a.id, 1n)));
   const worker = await env.startWorker({
-    tuning: { ...FAST_TUNING, backlogAlarmJobs: 10, batchMax: 1, prefetchMax: 1 },
+    tuning: { ...FAST_TUNING, backlogAlarmLegs: 10, batchLegsMax: 1, envelopesInHandMax: 1 },
     hooks: { beforeBatch: () => new Promise((r) => setTimeout(r, 100)) },
   });
   for (let i = 0; i < 40 && worker.stats().backlogAlarms === 0; i++) {
@@ -279,17 +292,13 @@ it('a partition whose backlog passes its alarm is reported at the next sweep', a
   expect(worker.stats().backlogAlarms).toBeGreaterThanOrEqual(1);
 });
 
-it('a malformed job is failed on its own, without retries, and the worker carries on', async () => {
+it('a malformed envelope fails on its own, without retries, and the worker carries on', async () => {
   const a = await env.account();
   const p = partitionOf(a.id, env.config.partitions);
   const queue = env.dispatcher.queue(p);
-  const garbage = [
-    { transferId: 'not-a-uuid', leg: 'debit' },
-    { transferId: a.id, leg: 'sideways' },
-    { nothing: true },
-  ];
+  const garbage = [{ transferId: a.id, leg: 'debit' }, { legs: 'many' }, { nothing: true }];
   for (const [i, data] of garbage.entries()) {
-    await queue.add('debit', data as never, { jobId: `garbage-${i}`, attempts: 3 });
+    await queue.add(ENVELOPE_JOB_NAME, data as never, { jobId: `garbage-${i}`, attempts: 3 });
   }
   const [dep] = await env.submit([deposit(a.id, 5n)]);
   await env.startWorker();
@@ -301,6 +310,47 @@ it('a malformed job is failed on its own, without retries, and the worker carrie
   const failed = await queue.getFailed();
   expect(failed.map((j) => j.id).sort()).toEqual(['garbage-0', 'garbage-1', 'garbage-2']);
   expect(failed.every((j) => j.attemptsMade <= 1)).toBe(true);
+  await expectInvariants(env.pool);
+});
+
+it('bad legs in an envelope fail alone: the good legs travelling with them are applied', async () => {
+  const a = await env.account();
+  const p = partitionOf(a.id, env.config.partitions);
+  await env.pool.query(`INSERT INTO partitions (id) SELECT generate_series(0, $1::int - 1)`, [
+    env.config.partitions,
+  ]);
+  // Recorded but never enqueued: only the hand-made envelope below carries their legs.
+  const rows = await env.pool.query<{ id: string }>(
+    `INSERT INTO transfers (id, type, to_account_id, amount, currency, request_hash,
+            idempotency_scope, src_partition, dst_partition)
+     SELECT gen_random_uuid(), 'deposit', $1, 10, 'EUR', 'h', 'test', $2, $2
+       FROM generate_series(1, 3) RETURNING id`,
+    [a.id, p],
+  );
+  const good = rows.rows.map((r) => r.id);
+  await env.dispatcher.queue(p).add(
+    ENVELOPE_JOB_NAME,
+    {
+      legs: [
+        { transferId: good[0]!, leg: 'debit' },
+        { transferId: 'not-a-uuid', leg: 'debit' },
+        { transferId: good[1]!, leg: 'sideways' },
+        { transferId: '00000000-0000-4000-8000-000000000000', leg: 'debit' },
+        'nothing',
+        { transferId: good[1]!, leg: 'debit' },
+        { transferId: good[2]!, leg: 'debit' },
+      ] as never,
+    },
+    { jobId: 'mixed' },
+  );
+  const worker = await env.startWorker();
+  const final = await env.waitForFinal(good);
+  expect(final.map((t) => t.status)).toEqual(['completed', 'completed', 'completed']);
+  expect(worker.stats().rejectedLegs).toBe(4);
+  const job = await env.dispatcher.queue(p).getJob('mixed');
+  expect(await job!.isCompleted()).toBe(true);
+  const balance = await env.pool.query('SELECT balance FROM accounts WHERE id = $1', [a.id]);
+  expect(balance.rows[0].balance).toBe('30');
   await expectInvariants(env.pool);
 });
 

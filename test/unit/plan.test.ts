@@ -9,7 +9,7 @@ import {
   type SubBalanceState,
   type TransferState,
 } from '../../src/ledger/plan';
-import type { LegJobData } from '../../src/queue/queues';
+import type { LegRef } from '../../src/domain/transfer';
 
 const P = 0;
 const acct = (id: string, o: Partial<AccountState> = {}): AccountState => ({
@@ -108,7 +108,7 @@ describe('the planner', () => {
             ]),
           );
           const transfers = new Map<string, TransferState>();
-          const legs: LegJobData[] = [];
+          const legs: LegRef[] = [];
           cmds.forEach((c, i) => {
             const id = `t${i}`;
             const sameAccount = c.type === 'transfer' && c.from === c.to;

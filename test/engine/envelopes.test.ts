@@ -1,0 +1,96 @@
+// Proves the dispatch: an intake flush makes one envelope per partition, credit legs move in
+// memory between owners of one process, and the owner's memory of its balances is guarded.
+import { afterEach, beforeEach, expect, it } from 'vitest';
+import { partitionOf } from '../../src/partitions/routing';
+import { AssertionError } from '../../src/shared/assert';
+import { expectInvariants } from '../support/invariants';
+import { createTestEnv, deposit, transfer, type TestEnv } from '../support/test-env';
+
+let env: TestEnv;
+beforeEach(async () => {
+  env = await createTestEnv({ partitions: 8 });
+});
+afterEach(async () => {
+  await env.cleanup();
+});
+
+async function jobCounts(): Promise<number[]> {
+  const counts: number[] = [];
+  for (let p = 0; p < env.config.partitions; p++) {
+    const c = await env.dispatcher
+      .queue(p)
+      .getJobCounts('waiting', 'active', 'delayed', 'completed', 'failed');
+    counts.push(Object.values(c).reduce((s, n) => s + n, 0));
+  }
+  return counts;
+}
+
+it('300 payments recorded together travel as one envelope per partition, not 300 jobs', async () => {
+  const payers = await Promise.all(Array.from({ length: 30 }, () => env.account()));
+  const merchant = await env.account();
+  const submitted = await env.submit(
+    Array.from({ length: 300 }, (_, i) => transfer(payers[i % 30]!.id, merchant.id, 1n)),
+  );
+  expect(submitted).toHaveLength(300);
+  const touched = new Set(payers.map((a) => partitionOf(a.id, env.config.partitions)));
+  const counts = await jobCounts();
+  counts.forEach((n, p) => expect(n).toBe(touched.has(p) ? 1 : 0));
+
+  const job = (await env.dispatcher.queue([...touched][0]!).getWaiting())[0]!;
+  expect(job.data.legs.length).toBeGreaterThan(1);
+  expect(job.data.legs.every((l) => l.leg === 'debit')).toBe(true);
+  // Adding the same envelope again makes no second job: its id is derived from its legs.
+  await env.dispatcher.enqueue(job.data.legs.map((l) => ({ ...l, partition: [...touched][0]! })));
+  expect((await jobCounts()).reduce((s, n) => s + n, 0)).toBe(touched.size);
+});
+
+it('credit legs bound for a partition of the same process are handed over in memory, not through Redis', async () => {
+  const payer = await env.account();
+  const payees = await Promise.all(Array.from({ length: 40 }, () => env.account()));
+  const p = partitionOf(payer.id, env.config.partitions);
+  const worker = await env.startWorker();
+  const [dep] = await env.submit([deposit(payer.id, 10_000n)]);
+  await env.waitForFinal([dep!.id]);
+  const before = await jobCounts();
+
+  const submitted = await env.submit(payees.map((b) => transfer(payer.id, b.id, 10n)));
+  const final = await env.waitForFinal(submitted.map((t) => t.id));
+  expect(final.every((t) => t.status === 'completed')).toBe(true);
+
+  const crossPartition = payees.filter(
+    (b) => partitionOf(b.id, env.config.partitions) !== p,
+  ).length;
+  expect(crossPartition).toBeGreaterThan(0);
+  expect(worker.stats().handedOff).toBe(crossPartition);
+  // Only the intake's one envelope went through Redis; no credit envelope did.
+  const after = await jobCounts();
+  after.forEach((n, q) => expect(n - before[q]!).toBe(q === p ? 1 : 0));
+  await expectInvariants(env.pool, { submittedIds: submitted.map((t) => t.id) });
+});
+
+it('a balance written behind the owner’s back stops the owner before it writes over it', async () => {
+  const a = await env.account();
+  await env.startWorker();
+  const [first] = await env.submit([deposit(a.id, 100n)]);
+  await env.waitForFinal([first!.id]);
+
+  // Nobody but the partition's owner may write this row; the owner remembers version 1.
+  await env.pool.query(
+    `UPDATE accounts SET balance = balance + 5, version = version + 1 WHERE id = $1`,
+    [a.id],
+  );
+  const [second] = await env.submit([deposit(a.id, 7n)]);
+  for (let i = 0; i < 100 && env.fatal.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  expect(env.fatal[0]).toBeInstanceOf(AssertionError);
+  expect(env.fatal[0]!.message).toMatch(/changed under its single writer/);
+  // The batch rolled back: the second deposit posted nothing and is still waiting.
+  const row = await env.pool.query(`SELECT status FROM transfers WHERE id = $1`, [second!.id]);
+  expect(row.rows[0].status).toBe('accepted');
+  const entries = await env.pool.query(`SELECT 1 FROM ledger_entries WHERE transfer_id = $1`, [
+    second!.id,
+  ]);
+  expect(entries.rows).toEqual([]);
+  env.fatal.length = 0;
+});
