@@ -3,7 +3,6 @@ import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { swaggerUI } from '@hono/swagger-ui';
-import { bodyLimit } from 'hono/body-limit';
 import { except } from 'hono/combine';
 import { HTTPException } from 'hono/http-exception';
 import { accountsRouter } from '../accounts/accounts.routes';
@@ -11,6 +10,7 @@ import { BODY_BYTES_MAX } from '../config/limits';
 import { transfersRouter } from '../transfers/transfers.routes';
 import { adminRouter, queueDashboard } from './admin.routes';
 import { authenticate, requireScope } from '../http/auth';
+import { readBody } from '../http/body';
 import { ApiError, problem } from '../http/problem';
 import { rateLimit } from '../http/rate-limit';
 import { newRouter } from '../http/router';
@@ -33,14 +33,7 @@ export function createApp(deps: HttpDeps) {
   const app = newRouter();
 
   app.use('*', deps.metrics.middleware);
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: BODY_BYTES_MAX,
-      onError: (c) =>
-        problem(c, 413, 'payload_too_large', `bodies are limited to ${BODY_BYTES_MAX} bytes`),
-    }),
-  );
+  app.use('*', readBody({ maxBytes: BODY_BYTES_MAX }));
   app.use('/v1/*', authenticate(deps.keys), rateLimit(deps.rateLimit));
   // The dashboard's static files are the published package's own (scripts, styles, labels):
   // nothing secret, and some of the page's own requests for them carry no credentials.

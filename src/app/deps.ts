@@ -5,6 +5,7 @@ import type { Config } from '../config/env';
 import type { KeyStore } from '../http/auth';
 import type { Dispatcher } from '../queue/queues';
 import type { Submitter } from '../transfers/submit';
+import type { TransferReader } from '../transfers/transfers.repository';
 import type { TransferWaiter } from '../transfers/transfer-waiter';
 import type { Metrics } from './metrics';
 
@@ -15,6 +16,7 @@ export type HttpDeps = {
   dispatcher: Dispatcher;
   submitter: Submitter;
   waiter: TransferWaiter;
+  reader: TransferReader;
   keys: KeyStore;
   metrics: Metrics;
   rateLimit: { perSecond: number; burst: number };

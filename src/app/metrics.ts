@@ -46,12 +46,23 @@ export function createMetrics(opts: { dispatcher: Dispatcher; partitions: number
     },
   });
 
+  // Label children are looked up once per route and status, not hashed again per request.
+  const durationOf = new Map<string, Histogram.Internal<'method' | 'route'>>();
+  const countOf = new Map<string, Counter.Internal>();
   const middleware: MiddlewareHandler = async function measure(c, next) {
-    const end = duration.startTimer();
+    const startedMs = performance.now();
     await next();
+    const method = c.req.method;
     const route = c.req.routePath || 'unmatched';
-    end({ method: c.req.method, route });
-    requests.inc({ method: c.req.method, route, status: String(c.res.status) });
+    const key = `${method} ${route}`;
+    let d = durationOf.get(key);
+    if (!d) durationOf.set(key, (d = duration.labels({ method, route })));
+    d.observe((performance.now() - startedMs) / 1000);
+    const status = c.res.status;
+    const countKey = `${key} ${status}`;
+    let n = countOf.get(countKey);
+    if (!n) countOf.set(countKey, (n = requests.labels({ method, route, status: String(status) })));
+    n.inc();
   };
   return { registry, middleware, submissions };
 }

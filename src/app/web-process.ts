@@ -4,6 +4,7 @@ import type { Config } from '../config/env';
 import { createPool } from '../db/db';
 import { createProducerConnection, Dispatcher } from '../queue/queues';
 import { Submitter } from '../transfers/submit';
+import { TransferReader } from '../transfers/transfers.repository';
 import { TransferWaiter } from '../transfers/transfer-waiter';
 import { createApp } from './app';
 import { KeyStore } from '../http/auth';
@@ -38,6 +39,7 @@ export async function createWebProcess(config: Config): Promise<WebProcess> {
     dispatcher,
     submitter,
     waiter,
+    reader: new TransferReader(pool),
     keys: new KeyStore(pool, config.adminApiKey),
     metrics: createMetrics({ dispatcher, partitions: config.partitions }),
     rateLimit: config.rateLimit,

@@ -68,6 +68,8 @@ export const PARTITIONS_MAX = 1024;
 
 /** HTTP. */
 export const API_KEY_CACHE_MS = 5_000;
+/** Secrets remembered at once (known and unknown); past it the cache starts again empty. */
+export const API_KEY_CACHE_ENTRIES_MAX = 10_000;
 /** Per API key: a token bucket refilled at this rate, holding at most the burst. */
 export const RATE_LIMIT_PER_SECOND_DEFAULT = 5_000;
 export const RATE_LIMIT_BURST_DEFAULT = 10_000;

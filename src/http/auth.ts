@@ -3,7 +3,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import type pg from 'pg';
-import { API_KEY_CACHE_MS } from '../config/limits';
+import { API_KEY_CACHE_ENTRIES_MAX, API_KEY_CACHE_MS } from '../config/limits';
 import { ApiError } from './problem';
 
 export const SCOPES = ['accounts:write', 'transfers:write', 'read', 'admin'] as const;
@@ -23,9 +23,14 @@ export function newSecret(): string {
 }
 
 export class KeyStore {
+  /**
+   * Keyed by the presented secret, so a known key costs one map lookup per request: no hashing
+   * and no I/O on the hot path. Held in process memory only, bounded, and refreshed every
+   * API_KEY_CACHE_MS, so a revoked key stops working within that time.
+   */
   private readonly cache = new Map<string, { principal: Principal | null; expiresAtMs: number }>();
 
-  /** The admin key's hash, computed once; requests are compared hash to hash in constant time. */
+  /** The admin key's hash, computed once; a new secret is compared hash to hash in constant time. */
   private readonly adminHash: Buffer | undefined;
 
   constructor(
@@ -36,21 +41,23 @@ export class KeyStore {
   }
 
   async resolve(secret: string): Promise<Principal | null> {
+    const now = Date.now();
+    const cached = this.cache.get(secret);
+    if (cached && cached.expiresAtMs > now) return cached.principal;
     const hash = hashSecret(secret);
+    let principal: Principal | null;
     if (this.adminHash && timingSafeEqual(Buffer.from(hash, 'hex'), this.adminHash)) {
-      return { keyId: ADMIN_KEY_ID, name: 'ADMIN_API_KEY', scopes: new Set(SCOPES) };
+      principal = { keyId: ADMIN_KEY_ID, name: 'ADMIN_API_KEY', scopes: new Set(SCOPES) };
+    } else {
+      const res = await this.pool.query<{ id: string; name: string; scopes: Scope[] }>(
+        'SELECT id, name, scopes FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL',
+        [hash],
+      );
+      const row = res.rows[0];
+      principal = row ? { keyId: row.id, name: row.name, scopes: new Set(row.scopes) } : null;
     }
-    const cached = this.cache.get(hash);
-    if (cached && cached.expiresAtMs > Date.now()) return cached.principal;
-    const res = await this.pool.query<{ id: string; name: string; scopes: Scope[] }>(
-      'SELECT id, name, scopes FROM api_keys WHERE secret_hash = $1 AND revoked_at IS NULL',
-      [hash],
-    );
-    const row = res.rows[0];
-    const principal = row ? { keyId: row.id, name: row.name, scopes: new Set(row.scopes) } : null;
-    // A revoked key stops working within API_KEY_CACHE_MS.
-    if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(hash, { principal, expiresAtMs: Date.now() + API_KEY_CACHE_MS });
+    if (this.cache.size >= API_KEY_CACHE_ENTRIES_MAX) this.cache.clear();
+    this.cache.set(secret, { principal, expiresAtMs: now + API_KEY_CACHE_MS });
     return principal;
   }
 }

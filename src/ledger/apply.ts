@@ -107,8 +107,10 @@ export async function applyBatch(
   // partition's owner (us, between batches) or was committed before its leg was enqueued. The
   // guards in the write re-check all of it, and the fence proves we still own the partition.
   const transferIds = [...new Set(legs.map((l) => l.transferId))];
-  const rows = await client.query<TransferRow>(
-    `SELECT t.id, t.type, t.from_account_id, t.to_account_id, t.amount, t.currency, t.status,
+  // Named, so each connection plans it once (likewise every statement of the hot path).
+  const rows = await client.query<TransferRow>({
+    name: 'ledgerline_batch_read',
+    text: `SELECT t.id, t.type, t.from_account_id, t.to_account_id, t.amount, t.currency, t.status,
             t.failure_code, t.src_partition, t.dst_partition,
             CASE WHEN f.id IS NULL THEN NULL ELSE json_build_object('currency', f.currency,
               'kind', f.kind, 'status', f.status, 'overdraft_limit', f.overdraft_limit::text,
@@ -120,8 +122,8 @@ export async function applyBatch(
        LEFT JOIN accounts f ON f.id = t.from_account_id
        LEFT JOIN accounts d ON d.id = t.to_account_id
       WHERE t.id = ANY($1::uuid[])`,
-    [transferIds],
-  );
+    values: [transferIds],
+  });
 
   const transfers = new Map<string, TransferState>();
   /** Local accounts first met in this batch: they join the memory once it commits. */
@@ -269,8 +271,9 @@ async function write(
   for (let i = 0; i < finished.length; i += NOTIFY_IDS_MAX) {
     notifications.push(finished.slice(i, i + NOTIFY_IDS_MAX).join(','));
   }
-  const res = await client.query<WriteCounts>(
-    `WITH fence AS (
+  const res = await client.query<WriteCounts>({
+    name: 'ledgerline_batch_write',
+    text: `WITH fence AS (
        UPDATE partitions SET heartbeat_at = now(), apply_seq = apply_seq + $4
         WHERE id = $1 AND epoch = $2 AND owner = $3
        RETURNING apply_seq),
@@ -321,7 +324,7 @@ async function write(
             (SELECT count(*) FROM entries) AS entries,
             (SELECT count(*) FROM (SELECT pg_notify($28, ids) FROM fence, unnest($29::text[]) AS ids) n)
               AS notified`,
-    [
+    values: [
       partition,
       own.epoch.toString(),
       own.owner,
@@ -352,7 +355,7 @@ async function write(
       TRANSFER_FINAL_CHANNEL,
       notifications,
     ],
-  );
+  });
   const counts = res.rows[0]!;
   if (counts.fence === '0') throw new FencedError(partition, own.epoch);
   assert(

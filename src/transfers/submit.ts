@@ -287,8 +287,9 @@ async function insertRows(
     assert(hasShape(c), `a ${c.type} names the wrong accounts`);
     assert(c.amountMinor > 0n, 'amounts are positive');
   }
-  const inserted = await q.query<TransferRow>(
-    `INSERT INTO transfers (id, type, from_account_id, to_account_id, amount, currency,
+  const inserted = await q.query<TransferRow>({
+    name: 'ledgerline_intake_insert',
+    text: `INSERT INTO transfers (id, type, from_account_id, to_account_id, amount, currency,
             description, reverses_transfer_id, request_hash, idempotency_scope, idempotency_key,
             src_partition, dst_partition)
      SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[],
@@ -296,7 +297,7 @@ async function insertRows(
             $12::int[], $13::int[])
      ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
      RETURNING ${TRANSFER_COLUMNS}`,
-    [
+    values: [
       rows.map((r) => r.id),
       rows.map((r) => r.command.type),
       rows.map((r) => r.command.fromAccountId),
@@ -311,7 +312,7 @@ async function insertRows(
       rows.map((r) => r.srcPartition),
       rows.map((r) => r.dstPartition),
     ],
-  );
+  });
   return new Map(inserted.rows.map((r) => [r.id, toTransfer(r)]));
 }
 

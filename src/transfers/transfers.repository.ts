@@ -55,10 +55,11 @@ export function toTransfer(r: TransferRow): Transfer {
 
 export async function getTransfer(pool: pg.Pool, id: string): Promise<Transfer | undefined> {
   if (!isUuid(id)) return undefined;
-  const res = await pool.query<TransferRow>(
-    `SELECT ${TRANSFER_COLUMNS} FROM transfers WHERE id = $1`,
-    [id],
-  );
+  const res = await pool.query<TransferRow>({
+    name: 'ledgerline_transfer_by_id',
+    text: `SELECT ${TRANSFER_COLUMNS} FROM transfers WHERE id = $1`,
+    values: [id],
+  });
   const row = res.rows[0];
   return row ? toTransfer(row) : undefined;
 }
@@ -69,4 +70,55 @@ export async function getTransfers(pool: pg.Pool, ids: readonly string[]): Promi
     [ids.filter(isUuid)],
   );
   return res.rows.map(toTransfer);
+}
+
+/**
+ * Reads transfers by id for the API, coalescing the reads asked for in the same turn of the
+ * event loop into one query: when a batch completes, its long-polls wake together and cost one
+ * round trip, not one each.
+ */
+export class TransferReader {
+  private waiting = new Map<string, ((t: Transfer | undefined) => void)[]>();
+  private failures = new Map<string, ((err: Error) => void)[]>();
+  private scheduled = false;
+
+  constructor(private readonly pool: pg.Pool) {}
+
+  get(id: string): Promise<Transfer | undefined> {
+    const key = id.toLowerCase();
+    if (!isUuid(key)) return Promise.resolve(undefined);
+    return new Promise((resolve, reject) => {
+      const resolvers = this.waiting.get(key);
+      if (resolvers) {
+        resolvers.push(resolve);
+        this.failures.get(key)!.push(reject);
+      } else {
+        this.waiting.set(key, [resolve]);
+        this.failures.set(key, [reject]);
+      }
+      if (!this.scheduled) {
+        this.scheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    this.scheduled = false;
+    const waiting = this.waiting;
+    const failures = this.failures;
+    this.waiting = new Map();
+    this.failures = new Map();
+    try {
+      const res = await this.pool.query<TransferRow>({
+        name: 'ledgerline_transfers_by_ids',
+        text: `SELECT ${TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1::uuid[])`,
+        values: [[...waiting.keys()]],
+      });
+      const found = new Map(res.rows.map((r) => [r.id, toTransfer(r)]));
+      for (const [id, resolvers] of waiting) for (const r of resolvers) r(found.get(id));
+    } catch (err) {
+      for (const rejecters of failures.values()) for (const r of rejecters) r(err as Error);
+    }
+  }
 }

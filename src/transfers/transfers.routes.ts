@@ -17,7 +17,8 @@ import { AssertionError } from '../shared/assert';
 import { parseAmount } from '../domain/money';
 import type { Command, SubmitResult } from './submit';
 import { isUuid } from '../domain/ids';
-import { getTransfer, type Transfer } from './transfers.repository';
+import type { ServerResponse } from 'node:http';
+import type { Transfer, TransferReader } from './transfers.repository';
 import {
   DepositBody,
   ReversalBody,
@@ -36,6 +37,7 @@ export type TransfersDeps = {
   redis: Redis;
   submitter: Submitter;
   waiter: TransferWaiter;
+  reader: TransferReader;
   submissions: Counter<'type' | 'result'>;
 };
 
@@ -315,28 +317,45 @@ export function transfersRouter(deps: TransfersDeps) {
   r.openapi(get, async (c) => {
     const { id } = c.req.valid('param');
     const { wait } = c.req.valid('query');
-    let transfer = await findTransfer(deps, id);
-    if (wait && !isFinal(transfer.status)) {
-      const sub = deps.waiter.subscribe(transfer.id, wait * 1000);
-      const aborted = () => sub.cancel();
-      c.req.raw.signal?.addEventListener('abort', aborted);
-      // Read again after subscribing: it may have finished in between.
+    if (!wait) return c.json(transferJson(await findTransfer(deps, id)), 200);
+    // Subscribe before reading, so a notification between the read and the wait is not lost.
+    const sub = deps.waiter.subscribe(id.toLowerCase(), wait * 1000);
+    const stopWaiting = onClientGone(c, () => sub.cancel());
+    try {
+      let transfer = await findTransfer(deps, id);
+      if (isFinal(transfer.status)) return c.json(transferJson(transfer), 200);
+      await sub.done;
       transfer = await findTransfer(deps, id);
-      if (isFinal(transfer.status)) sub.cancel();
-      else {
-        await sub.done;
-        transfer = await findTransfer(deps, id);
-      }
-      c.req.raw.signal?.removeEventListener('abort', aborted);
+      return c.json(transferJson(transfer), 200);
+    } finally {
+      sub.cancel();
+      stopWaiting();
     }
-    return c.json(transferJson(transfer), 200);
   });
 
   return r;
 }
 
+/**
+ * Calls `gone` if the client hangs up first; returns the function that stops listening. Over a
+ * socket it listens on Node's response, so no web Request or AbortSignal is built per request.
+ */
+function onClientGone(c: Context, gone: () => void): () => void {
+  const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
+  if (outgoing && typeof outgoing.once === 'function') {
+    const onClose = () => {
+      if (!outgoing.writableFinished) gone();
+    };
+    outgoing.once('close', onClose);
+    return () => outgoing.off('close', onClose);
+  }
+  const signal = c.req.raw.signal;
+  signal.addEventListener('abort', gone);
+  return () => signal.removeEventListener('abort', gone);
+}
+
 async function findTransfer(deps: TransfersDeps, id: string): Promise<Transfer> {
-  const t = await getTransfer(deps.pool, id.toLowerCase());
+  const t = await deps.reader.get(id);
   if (!t) throw new ApiError(404, 'not_found', 'no such transfer');
   return t;
 }

@@ -1,0 +1,68 @@
+// Reads a request body once, straight from Node's socket stream, with a byte limit; every later
+// reader (validators, handlers) gets the cached text and nothing builds a web stream for it.
+import type { IncomingMessage } from 'node:http';
+import type { MiddlewareHandler } from 'hono';
+import { ApiError } from './problem';
+
+const decoder = new TextDecoder('utf-8');
+
+function tooLarge(maxBytes: number): ApiError {
+  return new ApiError(413, 'payload_too_large', `bodies are limited to ${maxBytes} bytes`);
+}
+
+function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    const onData = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > maxBytes) {
+        cleanup();
+        // The rest is drained and dropped so the connection stays usable for the answer.
+        incoming.resume();
+        reject(tooLarge(maxBytes));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(decoder.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = () => {
+      incoming.off('data', onData);
+      incoming.off('end', onEnd);
+      incoming.off('error', onError);
+    };
+    incoming.on('data', onData);
+    incoming.on('end', onEnd);
+    incoming.on('error', onError);
+  });
+}
+
+/** Every body is bounded; one over `maxBytes` is refused with 413 before it is parsed. */
+export function readBody(opts: { maxBytes: number }): MiddlewareHandler {
+  const { maxBytes } = opts;
+  return async function readBodyOnce(c, next) {
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') return next();
+    const declared = Number(c.req.header('content-length'));
+    if (declared > maxBytes) throw tooLarge(maxBytes);
+    const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+    let text: string;
+    if (incoming && typeof incoming.on === 'function' && !incoming.readableDidRead) {
+      text = await readIncoming(incoming, maxBytes);
+    } else {
+      // In process (app.request() in tests) there is no socket: read the web Request.
+      const buffer = await c.req.raw.arrayBuffer();
+      if (buffer.byteLength > maxBytes) throw tooLarge(maxBytes);
+      text = decoder.decode(buffer);
+    }
+    // Hono keeps each body reader's promise here; later json() and text() calls resolve from it.
+    (c.req.bodyCache as Record<string, Promise<unknown>>).text = Promise.resolve(text);
+    await next();
+  };
+}
