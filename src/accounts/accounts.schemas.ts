@@ -1,13 +1,13 @@
 // Request and response shapes of accounts and their ledger history.
 import { z } from '@hono/zod-openapi';
 import { HOLDER_LENGTH_MAX } from '../config/limits';
-import { AmountIn, AmountOut, Currency, Id } from '../http/schemas';
+import { AmountIn, AmountOut, Currency, Id, StorableText } from '../http/schemas';
 import { TRANSFER_TYPES } from '../domain/transfer';
 import type { Account } from './accounts.repository';
 
 export const CreateAccountBody = z
   .strictObject({
-    holder: z.string().min(1).max(HOLDER_LENGTH_MAX),
+    holder: StorableText({ lengthMin: 1, lengthMax: HOLDER_LENGTH_MAX }),
     currency: Currency,
     overdraft_limit: z.union([z.literal('0'), z.literal(0), AmountIn]).optional(),
   })

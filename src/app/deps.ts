@@ -5,6 +5,7 @@ import type { Config } from '../config/env';
 import type { KeyStore } from '../http/auth';
 import type { Dispatcher } from '../queue/queues';
 import type { Submitter } from '../transfers/submit';
+import type { Admission } from '../transfers/admission';
 import type { TransferReader } from '../transfers/transfers.repository';
 import type { TransferWaiter } from '../transfers/transfer-waiter';
 import type { Metrics } from './metrics';
@@ -17,6 +18,7 @@ export type HttpDeps = {
   submitter: Submitter;
   waiter: TransferWaiter;
   reader: TransferReader;
+  admission: Admission;
   keys: KeyStore;
   metrics: Metrics;
   rateLimit: { perSecond: number; burst: number };

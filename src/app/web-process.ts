@@ -1,6 +1,12 @@
 // A web process: the app wired to PostgreSQL, Redis and the long-poll listener, served over HTTP.
 import { serve, type ServerType } from '@hono/node-server';
 import type { Config } from '../config/env';
+import {
+  BACKLOG_CHECK_INTERVAL_MS,
+  PARTITION_BACKLOG_LEGS_MAX,
+  SUBMIT_WAITING_COMMANDS_MAX,
+} from '../config/limits';
+import { Admission } from '../transfers/admission';
 import { createPool } from '../db/db';
 import { createProducerConnection, Dispatcher } from '../queue/queues';
 import { Submitter } from '../transfers/submit';
@@ -19,7 +25,13 @@ export type WebProcess = {
   stop: () => Promise<void>;
 };
 
-export async function createWebProcess(config: Config): Promise<WebProcess> {
+/** Admission bounds; tests set small ones, production takes the limits' defaults. */
+export type WebLimits = { heldCommandsMax?: number; backlogLegsMax?: number };
+
+export async function createWebProcess(
+  config: Config,
+  limits: WebLimits = {},
+): Promise<WebProcess> {
   const pool = createPool(config.databaseUrl);
   const redis = createProducerConnection(config.redisUrl);
   const dispatcher = new Dispatcher(redis, config.queuePrefix);
@@ -29,9 +41,17 @@ export async function createWebProcess(config: Config): Promise<WebProcess> {
     partitions: config.partitions,
     onEnqueueError: (err) =>
       log.warn({ err }, 'enqueue failed after commit; the sweep will re-drive'),
+    heldCommandsMax: limits.heldCommandsMax ?? SUBMIT_WAITING_COMMANDS_MAX,
   });
   const waiter = new TransferWaiter(config.databaseUrl);
   await waiter.start();
+  const admission = new Admission({
+    pool,
+    partitions: config.partitions,
+    backlogLegsMax: limits.backlogLegsMax ?? PARTITION_BACKLOG_LEGS_MAX,
+    checkIntervalMs: BACKLOG_CHECK_INTERVAL_MS,
+  });
+  await admission.start();
   const deps: HttpDeps = {
     config,
     pool,
@@ -40,6 +60,7 @@ export async function createWebProcess(config: Config): Promise<WebProcess> {
     submitter,
     waiter,
     reader: new TransferReader(pool),
+    admission,
     keys: new KeyStore(pool, config.adminApiKey),
     metrics: createMetrics({ dispatcher, partitions: config.partitions }),
     rateLimit: config.rateLimit,
@@ -57,6 +78,7 @@ export async function createWebProcess(config: Config): Promise<WebProcess> {
         );
       }),
     async stop() {
+      admission.stop();
       await waiter.stop();
       if (server) {
         const s = server;

@@ -18,6 +18,17 @@ export const SUBMIT_BATCH_MAX = 500;
 export const SUBMIT_FLUSHES_IN_FLIGHT_MAX = 4;
 
 /**
+ * Admission control. A web process holds at most this many commands waiting to be recorded;
+ * past it, and past a partition's backlog cap, it answers 503 overloaded at once with Retry-After.
+ */
+export const SUBMIT_WAITING_COMMANDS_MAX = 5_000;
+/** Legs waiting to be applied on one partition (counted in PostgreSQL) before intake refuses. */
+export const PARTITION_BACKLOG_LEGS_MAX = 50_000;
+/** How often each web process re-reads the partitions' backlogs. */
+export const BACKLOG_CHECK_INTERVAL_MS = 250;
+export const OVERLOADED_RETRY_AFTER_S = 1;
+
+/**
  * Envelopes: one BullMQ job carries up to this many legs for one partition (an intake flush, an
  * owner's forwards to one partition, a sweep's round).
  */

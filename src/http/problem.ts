@@ -12,6 +12,7 @@ export const PROBLEM_CODES = [
   'payload_too_large',
   'rate_limited',
   'unavailable',
+  'overloaded',
   'internal_error',
 ] as const;
 export type ProblemCode = (typeof PROBLEM_CODES)[number];
@@ -26,6 +27,7 @@ const TITLES: Record<ProblemCode, string> = {
   payload_too_large: 'The request body is too large',
   rate_limited: 'Too many requests',
   unavailable: 'A dependency is unavailable; retry with the same Idempotency-Key',
+  overloaded: 'Too much traffic for now; retry after the Retry-After seconds',
   internal_error: 'Internal error',
 };
 

@@ -14,6 +14,20 @@ export const AmountIn = z
     example: '1000',
   });
 
+/**
+ * Text PostgreSQL can store as given: no NUL character (its text type has none) and no lone
+ * surrogate (which would be silently replaced when encoded as UTF-8). Refused at the edge, so a
+ * value the database would refuse never reaches a shared INSERT.
+ */
+// eslint-disable-next-line no-control-regex -- NUL is exactly what this refuses.
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+export const StorableText = (opts: { lengthMin?: number; lengthMax: number }) =>
+  z
+    .string()
+    .min(opts.lengthMin ?? 0)
+    .max(opts.lengthMax)
+    .refine((s) => !UNSTORABLE.test(s), 'must be Unicode text without NUL or lone surrogates');
+
 export const AmountOut = z
   .string()
   .regex(/^-?[0-9]+$/)

@@ -2,7 +2,12 @@
 // and only then go onto the queues. A submission is durable once it returns.
 import { createHash, randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { SUBMIT_BATCH_MAX, SUBMIT_FLUSHES_IN_FLIGHT_MAX } from '../config/limits';
+import {
+  SUBMIT_BATCH_MAX,
+  SUBMIT_FLUSHES_IN_FLIGHT_MAX,
+  SUBMIT_WAITING_COMMANDS_MAX,
+} from '../config/limits';
+import { isProgrammerPgError } from '../db/db';
 import { partitionOf } from '../partitions/routing';
 import type { Dispatcher } from '../queue/queues';
 import { assert } from '../shared/assert';
@@ -84,10 +89,18 @@ type Waiting = {
   reject: (e: Error) => void;
 };
 
+/** The intake holds as many commands as it may: refused at once, nothing recorded. */
+export class OverloadedError extends Error {
+  override name = 'OverloadedError';
+}
+
 export class Submitter {
   private waiting: Waiting[] = [];
+  /** Commands in `waiting` plus those being recorded now: what this process holds. */
+  private heldCommands = 0;
   private inFlight = 0;
   private scheduled = false;
+  private readonly heldCommandsMax: number;
 
   constructor(
     private readonly deps: {
@@ -95,14 +108,33 @@ export class Submitter {
       dispatcher: Dispatcher;
       partitions: number;
       onEnqueueError?: (err: Error) => void;
+      heldCommandsMax?: number;
     },
-  ) {}
+  ) {
+    this.heldCommandsMax = deps.heldCommandsMax ?? SUBMIT_WAITING_COMMANDS_MAX;
+  }
 
   /**
    * Records the commands and enqueues their first legs. Concurrent calls that arrive in the same
-   * tick share one INSERT and one addBulk per partition (group commit).
+   * tick share one INSERT and one addBulk per partition (group commit). With `admit`, a call
+   * that would take the commands held past their bound throws OverloadedError at once.
    */
-  async submit(commands: readonly Command[]): Promise<SubmitResult[]> {
+  async submit(
+    commands: readonly Command[],
+    opts: { admit?: boolean } = {},
+  ): Promise<SubmitResult[]> {
+    if (opts.admit && this.heldCommands + commands.length > this.heldCommandsMax) {
+      throw new OverloadedError(`the intake holds ${this.heldCommands} commands already`);
+    }
+    this.heldCommands += commands.length;
+    try {
+      return await this.enqueueForRecording(commands);
+    } finally {
+      this.heldCommands -= commands.length;
+    }
+  }
+
+  private async enqueueForRecording(commands: readonly Command[]): Promise<SubmitResult[]> {
     const chunks: Promise<SubmitResult[]>[] = [];
     for (let i = 0; i < commands.length; i += SUBMIT_BATCH_MAX) {
       const chunk = commands.slice(i, i + SUBMIT_BATCH_MAX);
@@ -146,7 +178,17 @@ export class Submitter {
         offset += w.commands.length;
       }
     } catch (err) {
-      for (const w of taken) w.reject(err as Error);
+      if (taken.length > 1 && isProgrammerPgError(err)) {
+        // PostgreSQL refused a value the edge let through. The statement wrote nothing; each
+        // request is recorded again on its own, so the one it refuses fails alone.
+        await Promise.all(
+          taken.map((w) =>
+            this.record(w.commands).then(w.resolve, (e: unknown) => w.reject(e as Error)),
+          ),
+        );
+      } else {
+        for (const w of taken) w.reject(err as Error);
+      }
     } finally {
       this.inFlight -= 1;
       this.kick();

@@ -1,7 +1,12 @@
 // Money movements: deposits, withdrawals, transfers and reversals (202 + poll), and reads.
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
-import { IDEMPOTENCY_KEY_LENGTH_MAX, WAIT_SECONDS_MAX } from '../config/limits';
+import {
+  IDEMPOTENCY_KEY_LENGTH_MAX,
+  OVERLOADED_RETRY_AFTER_S,
+  WAIT_SECONDS_MAX,
+} from '../config/limits';
+import { partitionOf } from '../partitions/routing';
 import { requireScope, type AuthEnv } from '../http/auth';
 import { ApiError } from '../http/problem';
 import type { Counter } from 'prom-client';
@@ -9,7 +14,8 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from '../config/env';
 import { BEARER, newRouter } from '../http/router';
-import type { Submitter } from './submit';
+import type { Admission } from './admission';
+import { OverloadedError, type Submitter } from './submit';
 import type { TransferWaiter } from './transfer-waiter';
 import { IdParam, IdempotencyHeader, problemResponses } from '../http/schemas';
 import { isProgrammerPgError } from '../db/db';
@@ -38,6 +44,7 @@ export type TransfersDeps = {
   submitter: Submitter;
   waiter: TransferWaiter;
   reader: TransferReader;
+  admission: Admission;
   submissions: Counter<'type' | 'result'>;
 };
 
@@ -160,15 +167,35 @@ async function submitOne(
 ) {
   const idempotencyKey = idempotencyKeyOf(c);
   requireQueue(deps);
+  const partitions = deps.config.partitions;
+  const source = partitionOf((command.fromAccountId ?? command.toAccountId)!, partitions);
+  const destination = partitionOf((command.toAccountId ?? command.fromAccountId)!, partitions);
+  if (!deps.admission.admits([source, destination])) {
+    throw overloaded('a partition this touches has a full backlog');
+  }
   let result: SubmitResult;
   try {
-    [result] = (await deps.submitter.submit([
-      { ...command, idempotencyScope: c.get('principal').keyId, idempotencyKey },
-    ])) as [SubmitResult];
+    [result] = (await deps.submitter.submit(
+      [{ ...command, idempotencyScope: c.get('principal').keyId, idempotencyKey }],
+      { admit: true },
+    )) as [SubmitResult];
   } catch (err) {
+    if (err instanceof OverloadedError) throw overloaded('the intake is full');
     throw unavailable(err);
   }
+  if (result.kind === 'accepted') deps.admission.noteAccepted(source);
   return respond(c, deps, command.type, result);
+}
+
+/** Flash traffic past capacity meets a fast, honest no: nothing was recorded. */
+function overloaded(detail: string): ApiError {
+  return new ApiError(
+    503,
+    'overloaded',
+    `${detail}; nothing was recorded, retry with the same Idempotency-Key`,
+    undefined,
+    { 'Retry-After': String(OVERLOADED_RETRY_AFTER_S) },
+  );
 }
 
 /**

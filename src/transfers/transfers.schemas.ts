@@ -1,7 +1,7 @@
 // Request and response shapes of money movements, validated and documented from one source.
 import { z } from '@hono/zod-openapi';
 import { DESCRIPTION_LENGTH_MAX } from '../config/limits';
-import { AmountIn, AmountOut, Currency, Id } from '../http/schemas';
+import { AmountIn, AmountOut, Currency, Id, StorableText } from '../http/schemas';
 import { FAILURE_CODES, TRANSFER_TYPES, apiStatus } from '../domain/transfer';
 import type { Transfer } from './transfers.repository';
 
@@ -15,7 +15,7 @@ export const TransferBody = z
     to_account_id: Id,
     amount: AmountIn,
     currency: Currency,
-    description: z.string().max(DESCRIPTION_LENGTH_MAX).optional(),
+    description: StorableText({ lengthMax: DESCRIPTION_LENGTH_MAX }).optional(),
   })
   .openapi('TransferRequest');
 export const ReversalBody = z

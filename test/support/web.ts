@@ -1,13 +1,14 @@
 // The web process for a test environment, called through app.request() or over real HTTP.
 import type { Config } from '../../src/config/env';
-import { createWebProcess, type WebProcess } from '../../src/app/web-process';
+import { createWebProcess, type WebLimits, type WebProcess } from '../../src/app/web-process';
 import type { TestEnv } from './test-env';
 
 export async function createTestWeb(
   env: TestEnv,
   overrides: Partial<Config> = {},
+  limits: WebLimits = {},
 ): Promise<WebProcess> {
-  return createWebProcess({ ...env.config, ...overrides });
+  return createWebProcess({ ...env.config, ...overrides }, limits);
 }
 
 export type Call = (
