@@ -13,7 +13,13 @@ export function createPool(databaseUrl: string, poolSizeMax = POOL_SIZE_MAX): pg
     connectionTimeoutMillis: STATEMENT_TIMEOUT_MS,
   });
   // An idle client losing its connection must not crash the process; the next query reconnects.
-  pool.on('error', (err) => log.warn({ err }, 'idle postgres connection lost'));
+  // Logged as a few fields: the error object drags the whole client (and its pool) along.
+  pool.on('error', (err) =>
+    log.warn(
+      { code: (err as { code?: string }).code, message: err.message },
+      'idle postgres connection lost',
+    ),
+  );
   return pool;
 }
 
