@@ -1,67 +1,93 @@
-// Proves the load tool measures what it claims: on a small flash-traffic run, every safe strategy
-// and Ledgerline end with exact money and exactly the outcomes the funds allow. Speed is not
-// asserted here; it is measured with `npm run load` and reported in docs/performance.md.
+// Proves the lab measures what it claims: on short runs over HTTP, `unsafe` creates or destroys
+// money under contention and lets double spends through, every other strategy keeps every cent
+// and lets none through, and the report's counts agree with the database. Speed is not asserted
+// here; it is measured with `npm run load` and reported in docs/performance.md.
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
-import { Redis } from 'ioredis';
 import { afterAll, expect, it } from 'vitest';
 import { AMOUNT_MINOR_MAX_DEFAULT } from '../../src/config/limits';
 import type { Config } from '../../src/config/env';
-import { deleteKeys } from '../support/test-env';
-import { adminUrl, serverUrl } from '../support/urls';
-import { runLoad } from './load';
+import { serverUrl } from '../support/urls';
+import { chartSvg } from './chart';
+import { dropStores, runScenario, STRATEGIES, type LabOptions, type LabRecord } from './load';
 
 const suffix = randomBytes(4).toString('hex');
 const config: Config = {
-  databaseUrl: serverUrl(`ledgerline_loadtest_${suffix}`),
+  databaseUrl: serverUrl(`ledgerline_labtest_${suffix}`),
   redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
   port: 0,
   host: '127.0.0.1',
   adminApiKey: undefined,
   partitions: 4,
-  queuePrefix: `llload_${suffix}`,
+  queuePrefix: `lllab_${suffix}`,
   amountMinorMax: AMOUNT_MINOR_MAX_DEFAULT,
   rateLimit: { perSecond: 1, burst: 1 },
 };
+const base: Omit<LabOptions, 'scenario' | 'strategies'> = {
+  config,
+  seconds: 2,
+  connections: 20,
+  uniformAccounts: 500,
+  doubleSpendPairs: 150,
+};
+const records: LabRecord[] = [];
 
 afterAll(async () => {
-  const admin = new pg.Client({ connectionString: adminUrl() });
-  await admin.connect();
-  await admin.query(
-    `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(`ledgerline_loadtest_${suffix}`)} WITH (FORCE)`,
-  );
-  await admin.end();
-  const redis = new Redis(config.redisUrl);
-  await deleteKeys(redis, `${config.queuePrefix}:*`);
-  redis.disconnect();
+  await dropStores(config);
 });
 
-for (const scenario of ['hot-withdrawals', 'hot-merchant'] as const) {
-  it(`${scenario}: for-update, atomic and Ledgerline keep every cent and report the outcomes the funds allow`, async () => {
-    const { reports } = await runLoad({
-      config,
-      scenario,
-      requests: 80,
-      concurrency: 20,
-      strategies: ['for-update', 'atomic', 'ledgerline'],
-      workers: 1,
-      poolSizeMax: 8,
-    });
-    expect(reports.map((r) => r.strategy)).toEqual(['for-update', 'atomic', 'ledgerline']);
-    for (const r of reports) {
-      expect({
-        strategy: r.strategy,
-        correct: r.correct,
-        drift: r.moneyDrift,
-        errors: r.errors,
-      }).toEqual({
-        strategy: r.strategy,
-        correct: true,
-        drift: '0',
-        errors: 0,
-      });
-      expect(r.ok).toBe(scenario === 'hot-withdrawals' ? 40 : 80);
-      expect(r.opsPerSecond).toBeGreaterThan(0);
-    }
+it('hot-source: unsafe loses or creates money; every other strategy keeps every cent', async () => {
+  const { records: run } = await runScenario({
+    ...base,
+    scenario: 'hot-source',
+    strategies: STRATEGIES,
   });
-}
+  records.push(...run);
+  expect(run.map((r) => r.strategy)).toEqual([...STRATEGIES]);
+  const unsafe = run.find((r) => r.strategy === 'unsafe')!;
+  expect(unsafe.money_drift).not.toBe('0');
+  expect(unsafe.correct).toBe(false);
+  for (const r of run.filter((x) => x.strategy !== 'unsafe')) {
+    expect({ strategy: r.strategy, drift: r.money_drift, correct: r.correct }).toEqual({
+      strategy: r.strategy,
+      drift: '0',
+      correct: true,
+    });
+    expect(r.outcomes.ok ?? 0).toBeGreaterThan(0);
+    expect(r.outcomes.error ?? 0).toBe(0);
+  }
+  const ledgerline = run.find((r) => r.strategy === 'ledgerline')!;
+  expect(ledgerline.ledger_reconciled).toBe(true);
+  expect(ledgerline.batch_legs!.max).toBeGreaterThanOrEqual(1);
+});
+
+it('double-spend: only unsafe lets both 4,000.00 withdrawals from 5,000.00 through', async () => {
+  const { records: run } = await runScenario({
+    ...base,
+    connections: 40,
+    scenario: 'double-spend',
+    strategies: ['unsafe', 'for-update', 'atomic', 'redis-cas', 'ledgerline'],
+  });
+  records.push(...run);
+  for (const r of run) {
+    // Every pair was answered: one withdrawal each at least, the other refused for funds.
+    const answered = (r.outcomes.ok ?? 0) + (r.outcomes.insufficient_funds ?? 0);
+    expect(answered).toBe(base.doubleSpendPairs * 2);
+    if (r.strategy === 'unsafe') {
+      expect(r.double_spends).toBeGreaterThan(0);
+    } else {
+      expect({ strategy: r.strategy, both: r.double_spends, drift: r.money_drift }).toEqual({
+        strategy: r.strategy,
+        both: 0,
+        drift: '0',
+      });
+      expect(r.outcomes.ok).toBe(base.doubleSpendPairs);
+    }
+  }
+});
+
+it('the chart is an SVG with every strategy of the run in it', async () => {
+  const svg = await chartSvg(records, 'test');
+  expect(svg.startsWith('<svg')).toBe(true);
+  for (const s of STRATEGIES) expect(svg).toContain(s);
+  expect(svg).toContain('money exact');
+});

@@ -1,309 +1,134 @@
-// The flash-traffic scenarios: the same moves, by the same number of concurrent clients, through
-// each classic strategy and through Ledgerline, in one run; reports speed and money correctness.
-import { randomUUID } from 'node:crypto';
-import pg from 'pg';
+// The flash-traffic lab: the same moves, by the same HTTP load generator, through every classic
+// concurrency-control strategy (each a small HTTP server on the same stack) and through
+// Ledgerline (its real web and worker processes), one at a time, each on a fresh database; then
+// the money is checked against the database.
+import { randomBytes } from 'node:crypto';
+import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { createAccount } from '../../src/accounts/accounts.repository';
 import type { Config } from '../../src/config/env';
-import { createPool } from '../../src/db/db';
 import { ensureDatabase, runMigrations } from '../../src/db/migrate';
+import { reconcile } from '../../src/ledger/reconcile';
+import { createPool } from '../../src/db/db';
 import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
-import { Submitter, type Command } from '../../src/transfers/submit';
-import { getTransfer } from '../../src/transfers/transfers.repository';
-import { isFinal } from '../../src/domain/transfer';
-import { TransferWaiter } from '../../src/transfers/transfer-waiter';
+import { Submitter } from '../../src/transfers/submit';
 import { processEnv, spawnScript, type Child } from '../support/processes';
 import { deleteKeys } from '../support/test-env';
-import {
-  CLASSIC,
-  CLASSIC_NAMES,
-  CLASSIC_SCHEMA,
-  type ClassicName,
-  type Move,
-  type Outcome,
-} from './strategies';
+import { CLASSIC_NAMES, CLASSIC_SCHEMA, type Move } from './strategies';
 
-export const SCENARIOS = ['hot-withdrawals', 'hot-merchant'] as const;
+export const SCENARIOS = ['hot-source', 'hot-destination', 'uniform', 'double-spend'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 export const STRATEGIES = [...CLASSIC_NAMES, 'ledgerline'] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
 
-export type LoadOptions = {
+/** Bounds on the lab's own waits. */
+const SERVER_START_MS_MAX = 60_000;
+const DRAIN_MS_MAX = 120_000;
+const LONG_POLL_S = 30;
+const PROGRESS_INTERVAL_MS = 5_000;
+const AMOUNT = 100n;
+
+export type LabOptions = {
+  /** The lab's database (dropped and made anew for each run) and queue prefix. */
   config: Config;
   scenario: ScenarioName;
-  requests: number;
-  concurrency: number;
   strategies: readonly StrategyName[];
-  workers: number;
-  /** Connections of the classic strategies' pool (Ledgerline's intake uses its own default). */
-  poolSizeMax: number;
-};
-
-export type StrategyReport = {
-  strategy: StrategyName;
-  ok: number;
-  insufficientFunds: number;
-  gaveUp: number;
-  errors: number;
   seconds: number;
-  opsPerSecond: number;
-  latencyMs: { p50: number; p95: number; p99: number; max: number };
-  /** Money created (positive) or destroyed (negative) compared with the outcomes reported. */
-  moneyDrift: string;
-  /** No drift, and exactly the outcomes the scenario allows. */
-  correct: boolean;
+  connections: number;
+  /** Requests per second from all connections together; absent: as fast as they go. */
+  rate?: number;
+  /** Accounts in `uniform`; pairs of withdrawals in `double-spend`. */
+  uniformAccounts: number;
+  doubleSpendPairs: number;
+  progress?: (line: string) => void;
+  /** Set on Ctrl-C: the run in progress stops and everything is cleaned up. */
+  signal?: AbortSignal;
 };
 
-const AMOUNT = 100n;
+export type LabRecord = {
+  scenario: ScenarioName;
+  strategy: StrategyName;
+  connections: number;
+  rate: number | null;
+  seconds: number;
+  /** Moves that reached a final outcome (ok or refused for funds), per second of load. */
+  completed_per_second: number;
+  outcomes: Record<string, number>;
+  /** Submit latency (for the classic strategies, submit is final). */
+  p50_ms: number;
+  p99_ms: number;
+  /** Submit → final outcome, as a client sees it (Ledgerline: through the long-poll). */
+  p99_final_ms: number;
+  /** Money created (positive) or destroyed (negative) against the outcomes reported, signed. */
+  money_drift: string;
+  /** Pairs of which both 4,000.00 withdrawals from 5,000.00 went through (double-spend). */
+  double_spends: number | null;
+  /** Every outcome the database shows matches what the clients were told, and no drift. */
+  correct: boolean;
+  /** Ledgerline only: legs per applied batch, and the ledger's own reconciliation. */
+  batch_legs: { mean: number; p50: number; max: number } | null;
+  ledger_reconciled: boolean | null;
+};
 
 type Scenario = {
   describe: string;
   balances: bigint[];
-  moves: Move[];
-  /** The number of moves that must succeed, given the funds. */
-  okExpected: number;
+  move: (i: number) => Move;
+  /** A run of fixed size (double-spend) instead of a duration. */
+  requests?: number;
 };
 
-function scenario(name: ScenarioName, requests: number): Scenario {
-  switch (name) {
-    case 'hot-withdrawals':
-      return {
-        describe: `${requests} withdrawals of ${AMOUNT} from one account holding ${(BigInt(requests / 2) * AMOUNT).toString()}: half must fail`,
-        balances: [BigInt(Math.floor(requests / 2)) * AMOUNT],
-        moves: Array.from({ length: requests }, () => ({ from: 0, to: null, amount: AMOUNT })),
-        okExpected: Math.floor(requests / 2),
-      };
-    case 'hot-merchant': {
-      const payers = Math.min(requests, 200);
-      return {
-        describe: `${requests} transfers of ${AMOUNT} from ${payers} payers into one merchant: all must land`,
-        balances: [
-          0n,
-          ...Array.from({ length: payers }, () => AMOUNT * BigInt(Math.ceil(requests / payers))),
-        ],
-        moves: Array.from({ length: requests }, (_, i) => ({
-          from: 1 + (i % payers),
-          to: 0,
-          amount: AMOUNT,
-        })),
-        okExpected: requests,
-      };
-    }
-  }
-}
-
-/** Runs `moves` with `concurrency` closed-loop clients; each client waits for its outcome. */
-async function drive(
-  moves: readonly Move[],
-  concurrency: number,
-  run: (move: Move) => Promise<Outcome>,
-): Promise<{ outcomes: (Outcome | 'error')[]; latencies: number[]; seconds: number }> {
-  const outcomes: (Outcome | 'error')[] = new Array(moves.length);
-  const latencies: number[] = [];
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, moves.length) }, async () => {
-      while (next < moves.length) {
-        const i = next++;
-        const t0 = performance.now();
-        outcomes[i] = await run(moves[i]!).catch(() => 'error' as const);
-        latencies.push(performance.now() - t0);
-      }
-    }),
-  );
-  return { outcomes, latencies, seconds: (performance.now() - started) / 1000 };
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return 0;
-  return (
-    Math.round(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! * 10) /
-    10
-  );
-}
-
-function report(
-  strategy: StrategyName,
-  s: Scenario,
-  driven: { outcomes: (Outcome | 'error')[]; latencies: number[]; seconds: number },
-  finalBalances: bigint[],
-): StrategyReport {
-  const expected = [...s.balances];
-  driven.outcomes.forEach((o, i) => {
-    if (o !== 'ok') return;
-    const m = s.moves[i]!;
-    if (m.from !== null) expected[m.from]! -= m.amount;
-    if (m.to !== null) expected[m.to]! += m.amount;
-  });
-  const drift = finalBalances.reduce((sum, b, i) => sum + (b - expected[i]!), 0n);
-  const absDrift = finalBalances.reduce(
-    (sum, b, i) => sum + (b > expected[i]! ? b - expected[i]! : expected[i]! - b),
-    0n,
-  );
-  const count = (o: Outcome | 'error') => driven.outcomes.filter((x) => x === o).length;
-  const sorted = [...driven.latencies].sort((a, b) => a - b);
-  return {
-    strategy,
-    ok: count('ok'),
-    insufficientFunds: count('insufficient_funds'),
-    gaveUp: count('gave_up'),
-    errors: count('error'),
-    seconds: Math.round(driven.seconds * 100) / 100,
-    opsPerSecond: Math.round(s.moves.length / driven.seconds),
-    latencyMs: {
-      p50: percentile(sorted, 50),
-      p95: percentile(sorted, 95),
-      p99: percentile(sorted, 99),
-      max: percentile(sorted, 100),
-    },
-    moneyDrift: drift.toString(),
-    correct: absDrift === 0n && count('ok') === s.okExpected,
+/** A small deterministic generator, so a scenario's moves are the same for every strategy. */
+function mulberry32(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
-async function runClassic(
-  name: ClassicName,
-  s: Scenario,
-  opts: LoadOptions,
-): Promise<StrategyReport> {
-  const pool = createPool(opts.config.databaseUrl, opts.poolSizeMax);
-  try {
-    await pool.query(CLASSIC_SCHEMA);
-    await pool.query(
-      'INSERT INTO load_accounts (id, balance) SELECT * FROM unnest($1::int[], $2::bigint[])',
-      [s.balances.map((_, i) => i), s.balances.map((b) => b.toString())],
-    );
-    const strategy = CLASSIC[name];
-    const driven = await drive(s.moves, opts.concurrency, (m) => strategy(pool, m));
-    const rows = await pool.query<{ balance: string }>(
-      'SELECT balance FROM load_accounts ORDER BY id',
-    );
-    return report(
-      name,
-      s,
-      driven,
-      rows.rows.map((r) => BigInt(r.balance)),
-    );
-  } finally {
-    await pool.end();
-  }
-}
-
-async function runLedgerline(s: Scenario, opts: LoadOptions): Promise<StrategyReport> {
-  const { config } = opts;
-  const pool = createPool(config.databaseUrl);
-  const redis = createProducerConnection(config.redisUrl);
-  await new Promise((resolve) => redis.once('ready', resolve));
-  const dispatcher = new Dispatcher(redis, config.queuePrefix);
-  const submitter = new Submitter({ pool, dispatcher, partitions: config.partitions });
-  const waiter = new TransferWaiter(config.databaseUrl);
-  await waiter.start();
-  const workers: Child[] = [];
-  try {
-    for (let i = 0; i < opts.workers; i++)
-      workers.push(spawnScript('workers/worker.ts', processEnv(config)));
-    for (let i = 0; ; i++) {
-      const r = await pool.query<{ n: string }>(
-        `SELECT count(*) AS n FROM partitions WHERE owner IS NOT NULL`,
-      );
-      if (Number(r.rows[0]!.n) === config.partitions) break;
-      if (i > 600)
-        throw new Error(`workers did not start: ${workers.map((w) => w.output()).join('\n')}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const ids: string[] = [];
-    for (let i = 0; i < s.balances.length; i++) {
-      ids.push(
-        (await createAccount(pool, { holder: `load-${i}`, currency: 'EUR', overdraftLimit: 0n }))
-          .id,
-      );
-    }
-    const funding = await submitter.submit(
-      s.balances.flatMap((b, i) =>
-        b > 0n
-          ? [
-              {
-                type: 'deposit' as const,
-                fromAccountId: null,
-                toAccountId: ids[i]!,
-                amountMinor: b,
-                currency: 'EUR',
-                idempotencyScope: 'load',
-              },
-            ]
-          : [],
-      ),
-    );
-    await untilFinal(
-      pool,
-      funding.map((r) => r.transfer.id),
-    );
-
-    const driven = await drive(s.moves, opts.concurrency, async (m) => {
-      const command: Command = {
-        type:
-          m.from !== null && m.to !== null
-            ? 'transfer'
-            : m.from !== null
-              ? 'withdrawal'
-              : 'deposit',
-        fromAccountId: m.from === null ? null : ids[m.from]!,
-        toAccountId: m.to === null ? null : ids[m.to]!,
-        amountMinor: m.amount,
-        currency: 'EUR',
-        idempotencyScope: 'load',
-        idempotencyKey: randomUUID(),
+export function scenario(name: ScenarioName, opts: LabOptions): Scenario {
+  switch (name) {
+    case 'hot-source':
+      return {
+        describe: 'one payer (10,000,000,000.00) pays 200 payees 1.00 each, over and over',
+        balances: [1_000_000_000_000n, ...Array<bigint>(200).fill(0n)],
+        move: (i) => ({ from: 0, to: 1 + (i % 200), amount: AMOUNT }),
       };
-      const [result] = await submitter.submit([command]);
-      const id = result!.transfer.id;
-      // As a long-polling client: subscribe, read, and wait for the worker's notification.
-      for (;;) {
-        const sub = waiter.subscribe(id, 30_000);
-        const t = (await getTransfer(pool, id))!;
-        if (isFinal(t.status)) {
-          sub.cancel();
-          if (t.status === 'completed') return 'ok';
-          if (t.failureCode === 'insufficient_funds') return 'insufficient_funds';
-          throw new Error(`unexpected failure ${t.failureCode}`);
-        }
-        await sub.done;
-      }
-    });
-    const rows = await pool.query<{ id: string; balance: string }>(
-      'SELECT id, balance FROM accounts WHERE id = ANY($1::uuid[])',
-      [ids],
-    );
-    const byId = new Map(rows.rows.map((r) => [r.id, BigInt(r.balance)]));
-    return report(
-      'ledgerline',
-      s,
-      driven,
-      ids.map((id) => byId.get(id)!),
-    );
-  } finally {
-    for (const w of workers) w.proc.kill('SIGTERM');
-    await Promise.all(workers.map((w) => w.exited));
-    await waiter.stop();
-    await dispatcher.close();
-    redis.disconnect();
-    await pool.end();
+    case 'hot-destination':
+      return {
+        describe: '200 payers pay one merchant 1.00 each, over and over',
+        balances: [0n, ...Array<bigint>(200).fill(10_000_000_000n)],
+        move: (i) => ({ from: 1 + (i % 200), to: 0, amount: AMOUNT }),
+      };
+    case 'uniform': {
+      const n = opts.uniformAccounts;
+      return {
+        describe: `random pairs among ${n} accounts, 1.00 each`,
+        balances: Array<bigint>(n).fill(100_000_000n),
+        move: (i) => {
+          const rand = mulberry32(i + 1);
+          const from = Math.floor(rand() * n);
+          const to = (from + 1 + Math.floor(rand() * (n - 1))) % n;
+          return { from, to, amount: AMOUNT };
+        },
+      };
+    }
+    case 'double-spend':
+      return {
+        describe: `${opts.doubleSpendPairs} accounts of 5,000.00, each hit by two 4,000.00 withdrawals at once`,
+        balances: Array<bigint>(opts.doubleSpendPairs).fill(500_000n),
+        move: (i) => ({ from: Math.floor(i / 2), to: null, amount: 400_000n }),
+        requests: opts.doubleSpendPairs * 2,
+      };
   }
 }
 
-async function untilFinal(pool: pg.Pool, ids: string[]): Promise<void> {
-  for (;;) {
-    const r = await pool.query<{ n: string }>(
-      `SELECT count(*) AS n FROM transfers WHERE id = ANY($1::uuid[]) AND status IN ('accepted', 'debited')`,
-      [ids],
-    );
-    if (r.rows[0]!.n === '0') return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** A fresh database and queue namespace for the run. */
-export async function prepare(config: Config): Promise<void> {
+/** A fresh database (with Ledgerline's schema and the classic tables) and queue namespace. */
+async function freshStores(config: Config): Promise<void> {
   const url = new URL(config.databaseUrl);
   const name = url.pathname.slice(1);
   url.pathname = '/postgres';
@@ -318,18 +143,499 @@ export async function prepare(config: Config): Promise<void> {
   redis.disconnect();
 }
 
-export async function runLoad(
-  opts: LoadOptions,
-): Promise<{ describe: string; reports: StrategyReport[] }> {
-  const s = scenario(opts.scenario, opts.requests);
-  const reports: StrategyReport[] = [];
+export async function dropStores(config: Config): Promise<void> {
+  const url = new URL(config.databaseUrl);
+  const name = url.pathname.slice(1);
+  url.pathname = '/postgres';
+  const admin = new pg.Client({ connectionString: url.toString() });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
+  await admin.end();
+  const redis = new Redis(config.redisUrl);
+  await deleteKeys(redis, `${config.queuePrefix}:*`);
+  redis.disconnect();
+}
+
+async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function untilHttp(url: string, children: Child[]): Promise<void> {
+  const deadline = Date.now() + SERVER_START_MS_MAX;
+  for (;;) {
+    try {
+      // Any answer means the server listens.
+      await fetch(url);
+      return;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`server did not start: ${children.map((c) => c.output()).join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  const v = sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+  return Math.round(v * 10) / 10;
+}
+
+/** What the load generator saw, move by move. */
+type Seen = {
+  outcomes: Map<number, string>;
+  submitMs: number[];
+  finalMs: number[];
+  seconds: number;
+  /** Ledgerline: the transfer id each move was given. */
+  ids: Map<number, string>;
+};
+
+type Target = {
+  url: string;
+  requests: autocannon.Request[];
+};
+
+/** Drives the target with autocannon: closed loop over the connections, or at a fixed rate. */
+async function drive(
+  target: (seen: Seen, next: () => number) => Target,
+  s: Scenario,
+  opts: LabOptions,
+  label: string,
+): Promise<Seen> {
+  const seen: Seen = { outcomes: new Map(), submitMs: [], finalMs: [], seconds: 0, ids: new Map() };
+  let counter = 0;
+  const next = () => counter++;
+  const { url, requests } = target(seen, next);
+  const started = performance.now();
+  let finish!: (err: Error | null) => void;
+  const finished = new Promise<void>((resolve, reject) => {
+    finish = (err) => (err ? reject(err) : resolve());
+  });
+  const instance = autocannon(
+    {
+      url,
+      connections: opts.connections,
+      ...(s.requests ? { amount: s.requests * requests.length } : { duration: opts.seconds }),
+      ...(opts.rate ? { overallRate: opts.rate * requests.length } : {}),
+      headers: { 'content-type': 'application/json' },
+      requests,
+      timeout: LONG_POLL_S + 10,
+    },
+    (err) => finish(err),
+  );
+  const abort = () => instance.stop();
+  opts.signal?.addEventListener('abort', abort);
+  const progress = setInterval(() => {
+    const elapsed = (performance.now() - started) / 1000;
+    opts.progress?.(
+      `${label}: ${elapsed.toFixed(0)} s, ${seen.outcomes.size} final, ${Math.round(seen.outcomes.size / elapsed)}/s`,
+    );
+  }, PROGRESS_INTERVAL_MS);
+  try {
+    await finished;
+  } finally {
+    clearInterval(progress);
+    opts.signal?.removeEventListener('abort', abort);
+  }
+  seen.seconds = (performance.now() - started) / 1000;
+  return seen;
+}
+
+type Ctx = { i?: number; t0?: number; id?: string };
+
+function classicTarget(port: number, s: Scenario) {
+  return (seen: Seen, next: () => number): Target => ({
+    url: `http://127.0.0.1:${port}`,
+    requests: [
+      {
+        method: 'POST',
+        path: '/move',
+        setupRequest: (req, context: Ctx) => {
+          const i = next();
+          context.i = i;
+          context.t0 = performance.now();
+          const m = s.move(i);
+          return { ...req, body: JSON.stringify({ ...m, amount: m.amount.toString() }) };
+        },
+        onResponse: (status, body, context: Ctx) => {
+          const ms = performance.now() - context.t0!;
+          seen.submitMs.push(ms);
+          seen.finalMs.push(ms);
+          const outcome =
+            status === 200 ? (JSON.parse(body) as { outcome: string }).outcome : 'error';
+          seen.outcomes.set(context.i!, outcome);
+        },
+      },
+    ],
+  });
+}
+
+function ledgerlineTarget(port: number, s: Scenario, ids: readonly string[], key: string) {
+  const auth = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+  return (seen: Seen, next: () => number): Target => ({
+    url: `http://127.0.0.1:${port}`,
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (req, context: Ctx) => {
+          const i = next();
+          context.i = i;
+          context.id = undefined;
+          context.t0 = performance.now();
+          const m = s.move(i);
+          const amount = m.amount.toString();
+          const [path, body] =
+            m.from !== null && m.to !== null
+              ? [
+                  '/v1/transfers',
+                  {
+                    from_account_id: ids[m.from],
+                    to_account_id: ids[m.to],
+                    amount,
+                    currency: 'EUR',
+                  },
+                ]
+              : m.from !== null
+                ? ['/v1/withdrawals', { account_id: ids[m.from], amount, currency: 'EUR' }]
+                : ['/v1/deposits', { account_id: ids[m.to!], amount, currency: 'EUR' }];
+          return {
+            ...req,
+            path,
+            headers: { ...auth, 'idempotency-key': `lab-${i}` },
+            body: JSON.stringify(body),
+          };
+        },
+        onResponse: (status, body, context: Ctx) => {
+          seen.submitMs.push(performance.now() - context.t0!);
+          if (status === 202 || status === 200) {
+            context.id = (JSON.parse(body) as { id: string }).id;
+            seen.ids.set(context.i!, context.id);
+          } else {
+            let code = 'error';
+            try {
+              code = (JSON.parse(body) as { code?: string }).code ?? 'error';
+            } catch {
+              // Not a problem document.
+            }
+            seen.outcomes.set(context.i!, code);
+          }
+        },
+      },
+      {
+        method: 'GET',
+        setupRequest: (req, context: Ctx) => ({
+          ...req,
+          headers: auth,
+          // A refused submission has nothing to wait for: a cheap request keeps the sequence.
+          path: context.id ? `/v1/transfers/${context.id}?wait=${LONG_POLL_S}` : '/healthz',
+        }),
+        onResponse: (status, body, context: Ctx) => {
+          if (!context.id || status !== 200) return;
+          const t = JSON.parse(body) as { status: string; failure_code: string | null };
+          if (t.status === 'pending') return;
+          seen.finalMs.push(performance.now() - context.t0!);
+          seen.outcomes.set(context.i!, t.status === 'completed' ? 'ok' : t.failure_code!);
+        },
+      },
+    ],
+  });
+}
+
+function expectedBalances(s: Scenario, outcomes: ReadonlyMap<number, string>): bigint[] {
+  const expected = [...s.balances];
+  for (const [i, o] of outcomes) {
+    if (o !== 'ok') continue;
+    const m = s.move(i);
+    if (m.from !== null) expected[m.from]! -= m.amount;
+    if (m.to !== null) expected[m.to]! += m.amount;
+  }
+  return expected;
+}
+
+function record(
+  name: StrategyName,
+  s: Scenario,
+  opts: LabOptions,
+  seen: Seen,
+  actual: readonly bigint[],
+  extra: Partial<LabRecord> & { outcomesMatch: boolean; expected?: bigint[] },
+): LabRecord {
+  const expected = extra.expected ?? expectedBalances(s, seen.outcomes);
+  let drift = 0n;
+  let absDrift = 0n;
+  actual.forEach((b, i) => {
+    const d = b - expected[i]!;
+    drift += d;
+    absDrift += d < 0n ? -d : d;
+  });
+  const outcomes: Record<string, number> = {};
+  for (const o of seen.outcomes.values()) outcomes[o] = (outcomes[o] ?? 0) + 1;
+  const final = (outcomes.ok ?? 0) + (outcomes.insufficient_funds ?? 0);
+  let doubles: number | null = null;
+  if (opts.scenario === 'double-spend') {
+    doubles = 0;
+    for (let p = 0; p < opts.doubleSpendPairs; p++) {
+      if (seen.outcomes.get(2 * p) === 'ok' && seen.outcomes.get(2 * p + 1) === 'ok') doubles++;
+    }
+  }
+  const submit = [...seen.submitMs].sort((a, b) => a - b);
+  const finals = [...seen.finalMs].sort((a, b) => a - b);
+  return {
+    scenario: opts.scenario,
+    strategy: name,
+    connections: opts.connections,
+    rate: opts.rate ?? null,
+    seconds: Math.round(seen.seconds * 100) / 100,
+    completed_per_second: Math.round(final / seen.seconds),
+    outcomes,
+    p50_ms: percentile(submit, 50),
+    p99_ms: percentile(submit, 99),
+    p99_final_ms: percentile(finals, 99),
+    money_drift: drift.toString(),
+    double_spends: doubles,
+    correct: absDrift === 0n && extra.outcomesMatch && (doubles ?? 0) === 0,
+    batch_legs: extra.batch_legs ?? null,
+    ledger_reconciled: extra.ledger_reconciled ?? null,
+  };
+}
+
+async function stopAll(children: Child[]): Promise<void> {
+  for (const c of children) c.proc.kill('SIGTERM');
+  await Promise.all(children.map((c) => c.exited));
+}
+
+async function runClassic(name: StrategyName, s: Scenario, opts: LabOptions): Promise<LabRecord> {
+  const { config } = opts;
+  const pool = createPool(config.databaseUrl);
+  const redis = new Redis(config.redisUrl, { keyPrefix: `${config.queuePrefix}:` });
+  const children: Child[] = [];
+  try {
+    await pool.query(CLASSIC_SCHEMA);
+    await pool.query(
+      `INSERT INTO load_accounts (id, balance)
+       SELECT * FROM unnest($1::int[], $2::bigint[])`,
+      [s.balances.map((_, i) => i), s.balances.map((b) => b.toString())],
+    );
+    if (name === 'redis-cas') {
+      for (let i = 0; i < s.balances.length; i += 1_000) {
+        const chunk = s.balances.slice(i, i + 1_000);
+        await redis.mset(chunk.flatMap((b, j) => [`bal:${i + j}`, b.toString()]));
+      }
+    }
+    const port = await freePort();
+    children.push(
+      spawnScript('test/load/strategy-server.ts', {
+        ...process.env,
+        STRATEGY: name,
+        DATABASE_URL: config.databaseUrl,
+        REDIS_URL: config.redisUrl,
+        KEY_PREFIX: config.queuePrefix,
+        PORT: String(port),
+      }),
+    );
+    await untilHttp(`http://127.0.0.1:${port}/move`, children);
+    const seen = await drive(classicTarget(port, s), s, opts, `${opts.scenario} ${name}`);
+    // The server finishes the moves still in flight before anything is read.
+    await stopAll(children.splice(0));
+    let actual: bigint[];
+    if (name === 'redis-cas') {
+      actual = [];
+      for (let i = 0; i < s.balances.length; i += 1_000) {
+        const keys = Array.from(
+          { length: Math.min(1_000, s.balances.length - i) },
+          (_, j) => `bal:${i + j}`,
+        );
+        actual.push(...(await redis.mget(keys)).map((v) => BigInt(v ?? '0')));
+      }
+    } else {
+      const rows = await pool.query<{ balance: string }>(
+        'SELECT balance FROM load_accounts ORDER BY id',
+      );
+      actual = rows.rows.map((r) => BigInt(r.balance));
+    }
+    // The database's log of successes is the record: each account must end at its opening
+    // balance plus what was logged for it. Moves still in flight when the load stopped were
+    // logged without being reported, so at most one per connection may be missing from the
+    // client's count.
+    const logged = await pool.query<{ id: number; sum: string; n: string }>(
+      'SELECT account_id AS id, sum(amount)::text AS sum, count(*) AS n FROM load_entries GROUP BY 1',
+    );
+    const expected = [...s.balances];
+    let entries = 0;
+    for (const r of logged.rows) {
+      expected[r.id]! += BigInt(r.sum);
+      entries += Number(r.n);
+    }
+    const toldOk = [...seen.outcomes.values()].filter((o) => o === 'ok').length;
+    const entriesPerOk = s.move(0).to === null || s.move(0).from === null ? 1 : 2;
+    const loggedOk = entries / entriesPerOk;
+    return record(name, s, opts, seen, actual, {
+      expected,
+      outcomesMatch: loggedOk >= toldOk && loggedOk <= toldOk + opts.connections,
+    });
+  } finally {
+    await stopAll(children);
+    redis.disconnect();
+    await pool.end();
+  }
+}
+
+async function runLedgerline(s: Scenario, opts: LabOptions): Promise<LabRecord> {
+  const { config } = opts;
+  const key = `lab_${randomBytes(16).toString('hex')}`;
+  const port = await freePort();
+  const env = {
+    ...processEnv({ ...config, adminApiKey: key }),
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+    RATE_LIMIT_PER_SECOND: '1000000',
+    RATE_LIMIT_BURST: '1000000',
+  };
+  const pool = createPool(config.databaseUrl);
+  const redis = createProducerConnection(config.redisUrl);
+  const dispatcher = new Dispatcher(redis, config.queuePrefix);
+  const submitter = new Submitter({ pool, dispatcher, partitions: config.partitions });
+  const children: Child[] = [];
+  try {
+    await new Promise((resolve) => redis.once('ready', resolve));
+    children.push(spawnScript('src/cli/web.ts', env), spawnScript('workers/worker.ts', env));
+    await untilHttp(`http://127.0.0.1:${port}/healthz`, children);
+    // Accounts are made in bulk (the first through the API's own code, for the system
+    // accounts), then funded through the engine like any deposit.
+    const first = await createAccount(pool, {
+      holder: 'lab-0',
+      currency: 'EUR',
+      overdraftLimit: 0n,
+    });
+    const rest = await pool.query<{ id: string }>(
+      `INSERT INTO accounts (holder, currency)
+       SELECT 'lab-' || n, 'EUR' FROM generate_series(1, $1::int - 1) AS n ORDER BY n
+       RETURNING id`,
+      [s.balances.length],
+    );
+    const ids = [first.id, ...rest.rows.map((r) => r.id)];
+    const funding = s.balances.flatMap((b, i) =>
+      b > 0n
+        ? [
+            {
+              type: 'deposit' as const,
+              fromAccountId: null,
+              toAccountId: ids[i]!,
+              amountMinor: b,
+              currency: 'EUR',
+              idempotencyScope: 'lab',
+            },
+          ]
+        : [],
+    );
+    await submitter.submit(funding);
+    await drained(pool);
+    const loadStarted = await pool.query<{ at: Date }>('SELECT now() AS at');
+
+    const seen = await drive(
+      ledgerlineTarget(port, s, ids, key),
+      s,
+      opts,
+      `${opts.scenario} ledgerline`,
+    );
+    // The intake finishes what is in flight, and whatever a client stopped waiting for still
+    // finishes: then the database has the last word.
+    await stopAll(children.splice(0, 1));
+    await drained(pool);
+    // Every move the clients sent is found by its Idempotency-Key, also those whose answer the
+    // load generator dropped when it stopped.
+    const finals = await pool.query<{
+      k: string;
+      id: string;
+      status: string;
+      failure_code: string | null;
+    }>(
+      `SELECT idempotency_key AS k, id, status, failure_code FROM transfers
+        WHERE idempotency_scope = 'admin' AND idempotency_key LIKE 'lab-%'`,
+    );
+    let outcomesMatch = true;
+    for (const r of finals.rows) {
+      const i = Number(r.k.slice('lab-'.length));
+      const truth = r.status === 'completed' ? 'ok' : r.failure_code!;
+      const told = seen.outcomes.get(i);
+      if (told !== undefined && told !== truth) outcomesMatch = false;
+      if (seen.ids.has(i) && seen.ids.get(i) !== r.id) outcomesMatch = false;
+      seen.outcomes.set(i, truth);
+    }
+    const balances = await pool.query<{ id: string; balance: string }>(
+      'SELECT id, balance FROM accounts WHERE id = ANY($1::uuid[])',
+      [ids],
+    );
+    const balanceOf = new Map(balances.rows.map((r) => [r.id, BigInt(r.balance)]));
+    // A batch is one transaction: its legs share the partition and the transaction's time.
+    const batches = await pool.query<{ legs: number }>(
+      `SELECT count(*)::int AS legs FROM applied_legs
+        WHERE applied_at > $1 GROUP BY partition, epoch, applied_at ORDER BY 1`,
+      [loadStarted.rows[0]!.at],
+    );
+    const sizes = batches.rows.map((r) => r.legs);
+    const report = await reconcile(pool);
+    return record(
+      'ledgerline',
+      s,
+      opts,
+      seen,
+      ids.map((id) => balanceOf.get(id)!),
+      {
+        outcomesMatch,
+        batch_legs: {
+          mean:
+            Math.round((sizes.reduce((a, b) => a + b, 0) / Math.max(1, sizes.length)) * 10) / 10,
+          p50: sizes[Math.floor(sizes.length / 2)] ?? 0,
+          max: sizes[sizes.length - 1] ?? 0,
+        },
+        ledger_reconciled: report.ok,
+      },
+    );
+  } finally {
+    await stopAll(children);
+    await dispatcher.close();
+    redis.disconnect();
+    await pool.end();
+  }
+}
+
+async function drained(pool: pg.Pool): Promise<void> {
+  const deadline = Date.now() + DRAIN_MS_MAX;
+  for (;;) {
+    const r = await pool.query<{ n: string }>(
+      `SELECT count(*) AS n FROM transfers WHERE status IN ('accepted', 'debited')`,
+    );
+    if (r.rows[0]!.n === '0') return;
+    if (Date.now() > deadline) throw new Error(`${r.rows[0]!.n} transfers never became final`);
+    await new Promise((res) => setTimeout(res, 100));
+  }
+}
+
+/** Runs one scenario through each strategy in turn, each on fresh stores. */
+export async function runScenario(
+  opts: LabOptions,
+): Promise<{ describe: string; records: LabRecord[] }> {
+  const s = scenario(opts.scenario, opts);
+  const records: LabRecord[] = [];
   for (const strategy of opts.strategies) {
-    await prepare(opts.config);
-    reports.push(
+    if (opts.signal?.aborted) break;
+    await freshStores(opts.config);
+    records.push(
       strategy === 'ledgerline'
         ? await runLedgerline(s, opts)
         : await runClassic(strategy, s, opts),
     );
   }
-  return { describe: s.describe, reports };
+  return { describe: s.describe, records };
 }
