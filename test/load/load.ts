@@ -129,18 +129,9 @@ export function scenario(name: ScenarioName, opts: LabOptions): Scenario {
 
 /** A fresh database (with Ledgerline's schema and the classic tables) and queue namespace. */
 async function freshStores(config: Config): Promise<void> {
-  const url = new URL(config.databaseUrl);
-  const name = url.pathname.slice(1);
-  url.pathname = '/postgres';
-  const admin = new pg.Client({ connectionString: url.toString() });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
-  await admin.end();
+  await dropStores(config);
   await ensureDatabase(config.databaseUrl);
   await runMigrations(config.databaseUrl);
-  const redis = new Redis(config.redisUrl);
-  await deleteKeys(redis, `${config.queuePrefix}:*`);
-  redis.disconnect();
 }
 
 export async function dropStores(config: Config): Promise<void> {
