@@ -203,7 +203,30 @@ export async function applyBatch(
     remembered.version = w.version;
   }
   memory.applySeq = p.applySeqAfter;
+  await announceFinal(client, p);
   return p;
+}
+
+/**
+ * Wakes the long-polls of the transfers this batch finished. Sent after the commit, on its own:
+ * a NOTIFY inside the batch would take PostgreSQL's one notify lock across the commit's WAL
+ * flush and line up every partition's commits behind it. Lost (a crash right after the commit),
+ * it costs a waiting client the rest of its wait, never a transfer.
+ */
+async function announceFinal(client: pg.PoolClient, p: Plan): Promise<void> {
+  const finished = p.transferWrites
+    .filter((w) => w.status === 'completed' || w.status === 'failed')
+    .map((w) => w.id);
+  if (finished.length === 0) return;
+  const payloads: string[] = [];
+  for (let i = 0; i < finished.length; i += NOTIFY_IDS_MAX) {
+    payloads.push(finished.slice(i, i + NOTIFY_IDS_MAX).join(','));
+  }
+  await client.query({
+    name: 'ledgerline_announce_final',
+    text: 'SELECT count(pg_notify($1, ids)::text) FROM unnest($2::text[]) AS ids',
+    values: [TRANSFER_FINAL_CHANNEL, payloads],
+  });
 }
 
 /**
@@ -264,13 +287,6 @@ async function write(
   applySeqBefore: bigint,
 ): Promise<void> {
   const { partition } = own;
-  const finished = p.transferWrites
-    .filter((w) => w.status === 'completed' || w.status === 'failed')
-    .map((w) => w.id);
-  const notifications: string[] = [];
-  for (let i = 0; i < finished.length; i += NOTIFY_IDS_MAX) {
-    notifications.push(finished.slice(i, i + NOTIFY_IDS_MAX).join(','));
-  }
   const res = await client.query<WriteCounts>({
     name: 'ledgerline_batch_write',
     text: `WITH fence AS (
@@ -321,9 +337,7 @@ async function write(
             (SELECT count(*) FROM subs) AS subs,
             (SELECT count(*) FROM xfers) AS transfers,
             (SELECT count(*) FROM legs) AS legs,
-            (SELECT count(*) FROM entries) AS entries,
-            (SELECT count(*) FROM (SELECT pg_notify($28, ids) FROM fence, unnest($29::text[]) AS ids) n)
-              AS notified`,
+            (SELECT count(*) FROM entries) AS entries`,
     values: [
       partition,
       own.epoch.toString(),
@@ -352,8 +366,6 @@ async function write(
       p.appliedLegs.map((a) => a.transferId),
       p.appliedLegs.map((a) => a.leg),
       p.appliedLegs.map((a) => a.outcome),
-      TRANSFER_FINAL_CHANNEL,
-      notifications,
     ],
   });
   const counts = res.rows[0]!;
