@@ -25,7 +25,7 @@ export const SUBMIT_WAITING_COMMANDS_MAX = 5_000;
 /** Legs waiting to be applied on one partition (counted in PostgreSQL) before intake refuses. */
 export const PARTITION_BACKLOG_LEGS_MAX = 50_000;
 /** How often each web process re-reads the partitions' backlogs. */
-export const BACKLOG_CHECK_INTERVAL_MS = 250;
+export const BACKLOG_CHECK_INTERVAL_MS = 1_000;
 export const OVERLOADED_RETRY_AFTER_S = 1;
 
 /**

@@ -53,17 +53,6 @@ export function toTransfer(r: TransferRow): Transfer {
   };
 }
 
-export async function getTransfer(pool: pg.Pool, id: string): Promise<Transfer | undefined> {
-  if (!isUuid(id)) return undefined;
-  const res = await pool.query<TransferRow>({
-    name: 'ledgerline_transfer_by_id',
-    text: `SELECT ${TRANSFER_COLUMNS} FROM transfers WHERE id = $1`,
-    values: [id],
-  });
-  const row = res.rows[0];
-  return row ? toTransfer(row) : undefined;
-}
-
 export async function getTransfers(pool: pg.Pool, ids: readonly string[]): Promise<Transfer[]> {
   const res = await pool.query<TransferRow>(
     `SELECT ${TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1::uuid[])`,

@@ -128,7 +128,7 @@ export function scenario(name: ScenarioName, opts: LabOptions): Scenario {
 }
 
 /** A fresh database (with Ledgerline's schema and the classic tables) and queue namespace. */
-async function freshStores(config: Config): Promise<void> {
+export async function freshStores(config: Config): Promise<void> {
   await dropStores(config);
   await ensureDatabase(config.databaseUrl);
   await runMigrations(config.databaseUrl);
@@ -147,7 +147,7 @@ export async function dropStores(config: Config): Promise<void> {
   redis.disconnect();
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const net = await import('node:net');
   return new Promise((resolve) => {
     const srv = net.createServer();
@@ -158,7 +158,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function untilHttp(url: string, children: Child[]): Promise<void> {
+export async function untilHttp(url: string, children: Child[]): Promise<void> {
   const deadline = Date.now() + SERVER_START_MS_MAX;
   for (;;) {
     try {
@@ -601,7 +601,7 @@ async function runLedgerline(s: Scenario, opts: LabOptions): Promise<LabRecord> 
   }
 }
 
-async function drained(pool: pg.Pool): Promise<void> {
+export async function drained(pool: pg.Pool): Promise<void> {
   const deadline = Date.now() + DRAIN_MS_MAX;
   for (;;) {
     const r = await pool.query<{ n: string }>(
