@@ -18,6 +18,12 @@ afterEach(async () => {
   await env.cleanup();
 });
 
+/** Waits (bounded) for the web process's next backlog reading to say what the test needs. */
+async function until(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !condition(); i++) await new Promise((r) => setTimeout(r, 50));
+  expect(condition()).toBe(true);
+}
+
 async function transferRows(): Promise<number> {
   const res = await env.pool.query<{ n: string }>('SELECT count(*) AS n FROM transfers');
   return Number(res.rows[0]!.n);
@@ -110,7 +116,8 @@ it('a partition whose backlog is at its cap refuses new commands; other partitio
   while (partitionOf(other.id, n) === partitionOf(full.id, n)) other = await env.account();
   // No worker runs: these 10 debit legs wait on the full account's partition.
   await env.submit(Array.from({ length: 10 }, () => deposit(full.id, 1n)));
-  await new Promise((r) => setTimeout(r, 600));
+  const fullPartition = partitionOf(full.id, n);
+  await until(() => !web!.deps.admission.admits([fullPartition]));
 
   const refused = await call('POST', '/v1/deposits', {
     body: { account_id: full.id, amount: '1', currency: 'EUR' },
@@ -130,7 +137,7 @@ it('a partition whose backlog is at its cap refuses new commands; other partitio
   await env.waitForFinal(
     (await env.pool.query<{ id: string }>('SELECT id FROM transfers')).rows.map((r) => r.id),
   );
-  await new Promise((r) => setTimeout(r, 600));
+  await until(() => web!.deps.admission.admits([fullPartition]));
   const later = await call('POST', '/v1/deposits', {
     body: { account_id: full.id, amount: '1', currency: 'EUR' },
     idem: 'to-full',
