@@ -94,6 +94,19 @@ export class OverloadedError extends Error {
   override name = 'OverloadedError';
 }
 
+/**
+ * The shared INSERT itself was refused for a value (SQLSTATE class 22 or 23): nothing was
+ * written. Keeps the SQLSTATE, so it stays a programmer error (500) for the request it belongs to.
+ */
+class InsertRefusedError extends Error {
+  override name = 'InsertRefusedError';
+  readonly code: string;
+  constructor(readonly pgError: unknown) {
+    super((pgError as Error).message);
+    this.code = (pgError as { code: string }).code;
+  }
+}
+
 export class Submitter {
   private waiting: Waiting[] = [];
   /** Commands in `waiting` plus those being recorded now: what this process holds. */
@@ -178,8 +191,8 @@ export class Submitter {
         offset += w.commands.length;
       }
     } catch (err) {
-      if (taken.length > 1 && isProgrammerPgError(err)) {
-        // PostgreSQL refused a value the edge let through. The statement wrote nothing; each
+      if (taken.length > 1 && err instanceof InsertRefusedError) {
+        // PostgreSQL refused a value the edge let through. The INSERT wrote nothing; each
         // request is recorded again on its own, so the one it refuses fails alone.
         await Promise.all(
           taken.map((w) =>
@@ -197,7 +210,9 @@ export class Submitter {
 
   private async record(commands: Command[]): Promise<SubmitResult[]> {
     const rows = this.prepare(commands);
-    const inserted = await insertRows(this.deps.pool, rows);
+    const inserted = await insertRows(this.deps.pool, rows).catch((err: unknown) => {
+      throw isProgrammerPgError(err) ? new InsertRefusedError(err) : err;
+    });
     const results = await resolveResults(this.deps.pool, rows, inserted);
     await this.enqueueFirstLegs(rows, inserted);
     return results.map((r, i) => {
