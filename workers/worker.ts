@@ -6,7 +6,8 @@ import { log } from '../src/shared/log';
 
 runMain(async () => {
   const config = loadConfig();
-  await checkPostgres(config.databaseUrl);
+  for (const warning of await checkPostgres(config.databaseUrl))
+    console.warn(`ledgerline: ${warning}`);
   for (const warning of await checkRedis(config.redisUrl)) console.warn(`ledgerline: ${warning}`);
 
   const worker = new WorkerProcess({

@@ -14,8 +14,11 @@ function redact(url: string): string {
   return u.toString();
 }
 
-/** Connects to the server's `postgres` database, so a missing application database is fine here. */
-export async function checkPostgres(databaseUrl: string): Promise<void> {
+/**
+ * Connects to the server's `postgres` database, so a missing application database is fine here.
+ * Returns warnings about settings a payments deployment should not run with.
+ */
+export async function checkPostgres(databaseUrl: string): Promise<string[]> {
   const url = new URL(databaseUrl);
   url.pathname = '/postgres';
   const client = new pg.Client({
@@ -24,7 +27,23 @@ export async function checkPostgres(databaseUrl: string): Promise<void> {
   });
   try {
     await client.connect();
-    await client.query('SELECT 1');
+    const settings = await client.query<{ name: string; setting: string }>(
+      `SELECT name, setting FROM pg_settings WHERE name IN ('autovacuum', 'synchronous_commit')`,
+    );
+    const setting = new Map(settings.rows.map((r) => [r.name, r.setting]));
+    const warnings: string[] = [];
+    if (setting.get('synchronous_commit') !== 'on') {
+      warnings.push(
+        `PostgreSQL synchronous_commit is ${setting.get('synchronous_commit')}: a 202 may be lost in a crash`,
+      );
+    }
+    if (setting.get('autovacuum') !== 'on') {
+      warnings.push(
+        'PostgreSQL runs with autovacuum off: every status change leaves a dead transfer row ' +
+          'behind, and throughput declines within minutes under load',
+      );
+    }
+    return warnings;
   } catch (err) {
     throw new PreflightError(
       `PostgreSQL is not reachable at ${redact(databaseUrl)} (${(err as Error).message}); ` +

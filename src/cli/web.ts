@@ -5,7 +5,8 @@ import { checkPostgres, checkRedis, runMain } from './preflight';
 
 runMain(async () => {
   const config = loadConfig();
-  await checkPostgres(config.databaseUrl);
+  for (const warning of await checkPostgres(config.databaseUrl))
+    console.warn(`ledgerline: ${warning}`);
   for (const warning of await checkRedis(config.redisUrl)) console.warn(`ledgerline: ${warning}`);
   if (!config.adminApiKey) {
     console.warn(
