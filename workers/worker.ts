@@ -1,5 +1,5 @@
 // `worker:` process: claims a fair share of partitions and applies their legs until SIGINT/SIGTERM.
-import { checkPostgres, checkRedis, runMain } from '../src/cli/preflight';
+import { checkPostgres, checkRedis, checkSchema, runMain } from '../src/cli/preflight';
 import { loadConfig } from '../src/config/env';
 import { WorkerProcess } from '../src/partitions/worker-process';
 import { log } from '../src/shared/log';
@@ -8,6 +8,7 @@ runMain(async () => {
   const config = loadConfig();
   for (const warning of await checkPostgres(config.databaseUrl))
     console.warn(`ledgerline: ${warning}`);
+  await checkSchema(config.databaseUrl);
   for (const warning of await checkRedis(config.redisUrl)) console.warn(`ledgerline: ${warning}`);
 
   const worker = new WorkerProcess({

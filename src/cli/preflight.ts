@@ -1,6 +1,7 @@
 // Start-up checks: PostgreSQL and Redis answer, or one clear line says which did not and how to start it.
 import { Redis } from 'ioredis';
 import pg from 'pg';
+import { migrationsPending } from '../db/migrate';
 
 const CONNECT_TIMEOUT_MS = 3_000;
 
@@ -51,6 +52,19 @@ export async function checkPostgres(databaseUrl: string): Promise<string[]> {
     );
   } finally {
     await client.end().catch(() => {});
+  }
+}
+
+/** A process refuses to run on a schema older than its code: one line says what to do. */
+export async function checkSchema(databaseUrl: string): Promise<void> {
+  const pending = await migrationsPending(databaseUrl).catch((err: Error) => {
+    throw new PreflightError(`cannot read the schema of ${redact(databaseUrl)}: ${err.message}`);
+  });
+  if (pending > 0) {
+    throw new PreflightError(
+      `the database schema at ${redact(databaseUrl)} is older than this code ` +
+        `(${pending} migration(s) not applied); run: npm run migrate`,
+    );
   }
 }
 

@@ -1,12 +1,13 @@
 // `web:` process: the intake API on PORT until SIGINT/SIGTERM.
 import { loadConfig } from '../config/env';
 import { createWebProcess } from '../app/web-process';
-import { checkPostgres, checkRedis, runMain } from './preflight';
+import { checkPostgres, checkRedis, checkSchema, runMain } from './preflight';
 
 runMain(async () => {
   const config = loadConfig();
   for (const warning of await checkPostgres(config.databaseUrl))
     console.warn(`ledgerline: ${warning}`);
+  await checkSchema(config.databaseUrl);
   for (const warning of await checkRedis(config.redisUrl)) console.warn(`ledgerline: ${warning}`);
   if (!config.adminApiKey) {
     console.warn(

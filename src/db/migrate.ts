@@ -1,4 +1,5 @@
 // Creates the database if it is missing and runs drizzle's migrations under an advisory lock.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { drizzle } from 'drizzle-orm/node-postgres';
@@ -46,6 +47,28 @@ export async function runMigrations(databaseUrl: string): Promise<void> {
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
     }
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * How far the database's schema is behind this code: the migrations in `drizzle/` newer than the
+ * newest one the database records (drizzle orders them by their journal time). 0: up to date.
+ */
+export async function migrationsPending(databaseUrl: string): Promise<number> {
+  const journal = JSON.parse(
+    readFileSync(path.join(MIGRATIONS_FOLDER, 'meta/_journal.json'), 'utf8'),
+  ) as { entries: { when: number }[] };
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const res = await client.query<{ last: string | null }>(
+      `SELECT CASE WHEN to_regclass('drizzle.__drizzle_migrations') IS NULL THEN NULL
+                   ELSE (SELECT max(created_at)::text FROM drizzle.__drizzle_migrations) END AS last`,
+    );
+    const last = Number(res.rows[0]?.last ?? -1);
+    return journal.entries.filter((e) => e.when > last).length;
   } finally {
     await client.end();
   }

@@ -1,8 +1,10 @@
-// Proves the start-up checks warn about the PostgreSQL settings a payments deployment must not
-// run with, exactly when the server has them.
+// Proves the start-up checks: warnings about the PostgreSQL settings a payments deployment must
+// not run with, exactly when the server has them, and a refusal to run on an older schema.
 import pg from 'pg';
 import { expect, it } from 'vitest';
-import { checkPostgres } from '../../src/cli/preflight';
+import { PreflightError, checkPostgres, checkSchema } from '../../src/cli/preflight';
+import { processEnv, spawnScript } from '../support/processes';
+import { createTestEnv } from '../support/test-env';
 import { DATABASE_URL_BASE, adminUrl } from '../support/urls';
 
 it('warns about autovacuum off and synchronous_commit off exactly when the server has them', async () => {
@@ -21,4 +23,30 @@ it('warns about autovacuum off and synchronous_commit off exactly when the serve
   expect(warnings.some((w) => w.includes('synchronous_commit'))).toBe(
     setting.get('synchronous_commit') !== 'on',
   );
+});
+
+it('a worker refuses to start on a schema older than its code, with one line saying npm run migrate', async () => {
+  const env = await createTestEnv();
+  try {
+    await expect(checkSchema(env.config.databaseUrl)).resolves.toBeUndefined();
+    // As if the newest migration had not been applied yet.
+    await env.pool.query(
+      `DELETE FROM drizzle.__drizzle_migrations
+        WHERE created_at = (SELECT max(created_at) FROM drizzle.__drizzle_migrations)`,
+    );
+    await expect(checkSchema(env.config.databaseUrl)).rejects.toThrow(PreflightError);
+
+    const worker = spawnScript('workers/worker.ts', processEnv(env.config));
+    expect(await worker.exited).toBe(1);
+    const lines = worker
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('schema'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(
+      /older than this code \(1 migration\(s\) not applied\); run: npm run migrate/,
+    );
+  } finally {
+    await env.cleanup();
+  }
 });
