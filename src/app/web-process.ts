@@ -35,16 +35,6 @@ export async function createWebProcess(
   const pool = createPool(config.databaseUrl);
   const redis = createProducerConnection(config.redisUrl);
   const dispatcher = new Dispatcher(redis, config.queuePrefix);
-  const submitter = new Submitter({
-    pool,
-    dispatcher,
-    partitions: config.partitions,
-    onEnqueueError: (err) =>
-      log.warn({ err }, 'enqueue failed after commit; the sweep will re-drive'),
-    heldCommandsMax: limits.heldCommandsMax ?? SUBMIT_WAITING_COMMANDS_MAX,
-  });
-  const waiter = new TransferWaiter(config.databaseUrl);
-  await waiter.start();
   const admission = new Admission({
     pool,
     partitions: config.partitions,
@@ -52,6 +42,17 @@ export async function createWebProcess(
     checkIntervalMs: BACKLOG_CHECK_INTERVAL_MS,
   });
   await admission.start();
+  const submitter = new Submitter({
+    pool,
+    dispatcher,
+    partitions: config.partitions,
+    onEnqueueError: (err) =>
+      log.warn({ err }, 'enqueue failed after commit; the sweep will re-drive'),
+    heldCommandsMax: limits.heldCommandsMax ?? SUBMIT_WAITING_COMMANDS_MAX,
+    admission,
+  });
+  const waiter = new TransferWaiter(config.databaseUrl);
+  await waiter.start();
   const deps: HttpDeps = {
     config,
     pool,

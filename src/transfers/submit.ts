@@ -10,6 +10,7 @@ import {
 import { isProgrammerPgError } from '../db/db';
 import { partitionOf } from '../partitions/routing';
 import type { Dispatcher } from '../queue/queues';
+import type { Admission } from './admission';
 import { assert } from '../shared/assert';
 import {
   TRANSFER_COLUMNS,
@@ -83,8 +84,11 @@ export function requestHash(c: Command): string {
   return createHash('sha256').update(canonical).digest('hex');
 }
 
+/** A command with the partitions its legs run on, worked out once when it is submitted. */
+type Routed = { command: Command; srcPartition: number; dstPartition: number };
+
 type Waiting = {
-  commands: Command[];
+  commands: Routed[];
   resolve: (r: SubmitResult[]) => void;
   reject: (e: Error) => void;
 };
@@ -122,6 +126,8 @@ export class Submitter {
       partitions: number;
       onEnqueueError?: (err: Error) => void;
       heldCommandsMax?: number;
+      /** The partitions' backlog caps; without it, only the intake's own bound applies. */
+      admission?: Admission;
     },
   ) {
     this.heldCommandsMax = deps.heldCommandsMax ?? SUBMIT_WAITING_COMMANDS_MAX;
@@ -130,24 +136,49 @@ export class Submitter {
   /**
    * Records the commands and enqueues their first legs. Concurrent calls that arrive in the same
    * tick share one INSERT and one addBulk per partition (group commit). With `admit`, a call
-   * that would take the commands held past their bound throws OverloadedError at once.
+   * that would take the commands held past their bound, or name a partition whose backlog is at
+   * its cap, throws OverloadedError at once, recording nothing.
    */
   async submit(
     commands: readonly Command[],
     opts: { admit?: boolean } = {},
   ): Promise<SubmitResult[]> {
-    if (opts.admit && this.heldCommands + commands.length > this.heldCommandsMax) {
-      throw new OverloadedError(`the intake holds ${this.heldCommands} commands already`);
+    const routed = commands.map((c) => this.route(c));
+    const { admission } = this.deps;
+    if (opts.admit) {
+      if (this.heldCommands + commands.length > this.heldCommandsMax) {
+        throw new OverloadedError('the intake is full');
+      }
+      if (admission && !routed.every((r) => admission.admits([r.srcPartition, r.dstPartition]))) {
+        throw new OverloadedError('a partition this touches has a full backlog');
+      }
     }
     this.heldCommands += commands.length;
+    let results: SubmitResult[];
     try {
-      return await this.enqueueForRecording(commands);
+      results = await this.enqueueForRecording(routed);
     } finally {
       this.heldCommands -= commands.length;
     }
+    results.forEach((r, i) => {
+      if (r.kind === 'accepted') admission?.noteAccepted(routed[i]!.srcPartition);
+    });
+    return results;
   }
 
-  private async enqueueForRecording(commands: readonly Command[]): Promise<SubmitResult[]> {
+  /** Who pays is routed to the source's partition, who is paid to the destination's. */
+  private route(command: Command): Routed {
+    const source = command.fromAccountId ?? command.toAccountId;
+    const destination = command.toAccountId ?? command.fromAccountId;
+    assert(source && destination, 'a command names at least one account');
+    return {
+      command,
+      srcPartition: partitionOf(source, this.deps.partitions),
+      dstPartition: partitionOf(destination, this.deps.partitions),
+    };
+  }
+
+  private async enqueueForRecording(commands: readonly Routed[]): Promise<SubmitResult[]> {
     const chunks: Promise<SubmitResult[]>[] = [];
     for (let i = 0; i < commands.length; i += SUBMIT_BATCH_MAX) {
       const chunk = commands.slice(i, i + SUBMIT_BATCH_MAX);
@@ -208,7 +239,7 @@ export class Submitter {
     }
   }
 
-  private async record(commands: Command[]): Promise<SubmitResult[]> {
+  private async record(commands: Routed[]): Promise<SubmitResult[]> {
     const rows = this.prepare(commands);
     const inserted = await insertRows(this.deps.pool, rows).catch((err: unknown) => {
       throw isProgrammerPgError(err) ? new InsertRefusedError(err) : err;
@@ -270,7 +301,7 @@ export class Submitter {
           idempotencyKey: input.idempotencyKey,
           hashInput,
         };
-        rows = this.prepare([command]);
+        rows = this.prepare([this.route(command)]);
         // A replay is answered before the remainder is checked: it reverses nothing new.
         const replay = await resolveResults(client, rows, inserted);
         if (replay[0]) {
@@ -298,19 +329,8 @@ export class Submitter {
     return result;
   }
 
-  private prepare(commands: readonly Command[]): PreparedRow[] {
-    return commands.map((c) => {
-      const source = c.fromAccountId ?? c.toAccountId;
-      const destination = c.toAccountId ?? c.fromAccountId;
-      assert(source && destination, 'a command names at least one account');
-      return {
-        id: randomUUID(),
-        command: c,
-        hash: requestHash(c),
-        srcPartition: partitionOf(source, this.deps.partitions),
-        dstPartition: partitionOf(destination, this.deps.partitions),
-      };
-    });
+  private prepare(commands: readonly Routed[]): PreparedRow[] {
+    return commands.map((r) => ({ ...r, id: randomUUID(), hash: requestHash(r.command) }));
   }
 
   private async enqueueFirstLegs(

@@ -6,7 +6,6 @@ import {
   OVERLOADED_RETRY_AFTER_S,
   WAIT_SECONDS_MAX,
 } from '../config/limits';
-import { partitionOf } from '../partitions/routing';
 import { requireScope, type AuthEnv } from '../http/auth';
 import { ApiError } from '../http/problem';
 import type { Counter } from 'prom-client';
@@ -14,7 +13,6 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from '../config/env';
 import { BEARER, newRouter } from '../http/router';
-import type { Admission } from './admission';
 import { OverloadedError, type Submitter } from './submit';
 import type { TransferWaiter } from './transfer-waiter';
 import { IdParam, IdempotencyHeader, problemResponses } from '../http/schemas';
@@ -44,7 +42,6 @@ export type TransfersDeps = {
   submitter: Submitter;
   waiter: TransferWaiter;
   reader: TransferReader;
-  admission: Admission;
   submissions: Counter<'type' | 'result'>;
 };
 
@@ -167,12 +164,6 @@ async function submitOne(
 ) {
   const idempotencyKey = idempotencyKeyOf(c);
   requireQueue(deps);
-  const partitions = deps.config.partitions;
-  const source = partitionOf((command.fromAccountId ?? command.toAccountId)!, partitions);
-  const destination = partitionOf((command.toAccountId ?? command.fromAccountId)!, partitions);
-  if (!deps.admission.admits([source, destination])) {
-    throw overloaded('a partition this touches has a full backlog');
-  }
   let result: SubmitResult;
   try {
     [result] = (await deps.submitter.submit(
@@ -180,10 +171,9 @@ async function submitOne(
       { admit: true },
     )) as [SubmitResult];
   } catch (err) {
-    if (err instanceof OverloadedError) throw overloaded('the intake is full');
+    if (err instanceof OverloadedError) throw overloaded(err.message);
     throw unavailable(err);
   }
-  if (result.kind === 'accepted') deps.admission.noteAccepted(source);
   return respond(c, deps, command.type, result);
 }
 
