@@ -67,8 +67,7 @@ export async function getTransfers(pool: pg.Pool, ids: readonly string[]): Promi
  * round trip, not one each.
  */
 export class TransferReader {
-  private waiting = new Map<string, ((t: Transfer | undefined) => void)[]>();
-  private failures = new Map<string, ((err: Error) => void)[]>();
+  private waiting = new Map<string, Waiter[]>();
   private scheduled = false;
 
   constructor(private readonly pool: pg.Pool) {}
@@ -77,14 +76,9 @@ export class TransferReader {
     const key = id.toLowerCase();
     if (!isUuid(key)) return Promise.resolve(undefined);
     return new Promise((resolve, reject) => {
-      const resolvers = this.waiting.get(key);
-      if (resolvers) {
-        resolvers.push(resolve);
-        this.failures.get(key)!.push(reject);
-      } else {
-        this.waiting.set(key, [resolve]);
-        this.failures.set(key, [reject]);
-      }
+      const waiters = this.waiting.get(key);
+      if (waiters) waiters.push({ resolve, reject });
+      else this.waiting.set(key, [{ resolve, reject }]);
       if (!this.scheduled) {
         this.scheduled = true;
         setImmediate(() => void this.flush());
@@ -95,9 +89,7 @@ export class TransferReader {
   private async flush(): Promise<void> {
     this.scheduled = false;
     const waiting = this.waiting;
-    const failures = this.failures;
     this.waiting = new Map();
-    this.failures = new Map();
     try {
       const res = await this.pool.query<TransferRow>({
         name: 'ledgerline_transfers_by_ids',
@@ -105,9 +97,11 @@ export class TransferReader {
         values: [[...waiting.keys()]],
       });
       const found = new Map(res.rows.map((r) => [r.id, toTransfer(r)]));
-      for (const [id, resolvers] of waiting) for (const r of resolvers) r(found.get(id));
+      for (const [id, waiters] of waiting) for (const w of waiters) w.resolve(found.get(id));
     } catch (err) {
-      for (const rejecters of failures.values()) for (const r of rejecters) r(err as Error);
+      for (const waiters of waiting.values()) for (const w of waiters) w.reject(err as Error);
     }
   }
 }
+
+type Waiter = { resolve: (t: Transfer | undefined) => void; reject: (err: Error) => void };
