@@ -4,6 +4,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { swaggerUI } from '@hono/swagger-ui';
 import { except } from 'hono/combine';
+import { TrieRouter } from 'hono/router/trie-router';
+import type { RouterRoute } from 'hono/types';
 import { HTTPException } from 'hono/http-exception';
 import { accountsRouter } from '../accounts/accounts.routes';
 import { BODY_BYTES_MAX } from '../config/limits';
@@ -101,7 +103,23 @@ export function createApp(deps: HttpDeps) {
     });
   });
 
-  app.notFound((c) => problem(c, 404, 'not_found', `no route for ${c.req.method} ${c.req.path}`));
+  let allowed: ((path: string) => string[]) | undefined;
+  app.notFound((c) => {
+    // A path the API serves, asked with a method it does not: 405 with the methods it does.
+    allowed ??= allowedMethods(app.routes);
+    const methods = allowed(c.req.path);
+    if (methods.length > 0) {
+      const res = problem(
+        c,
+        405,
+        'method_not_allowed',
+        `${c.req.path} answers ${methods.join(', ')}, not ${c.req.method}`,
+      );
+      res.headers.set('Allow', methods.join(', '));
+      return res;
+    }
+    return problem(c, 404, 'not_found', `no route for ${c.req.method} ${c.req.path}`);
+  });
   app.onError((err, c) => {
     if (err instanceof ApiError) {
       const res = problem(c, err.status, err.code, err.detail, err.issues);
@@ -118,4 +136,21 @@ export function createApp(deps: HttpDeps) {
     return problem(c, 500, 'internal_error');
   });
   return app;
+}
+
+const ROUTE_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/** The methods the app's routes answer for a path (HEAD with GET, as Hono serves it). */
+function allowedMethods(routes: readonly RouterRoute[]): (path: string) => string[] {
+  const router = new TrieRouter<string>();
+  for (const r of routes) {
+    if ((ROUTE_METHODS as readonly string[]).includes(r.method))
+      router.add(r.method, r.path, r.method);
+  }
+  return (path) => {
+    const methods = ROUTE_METHODS.filter((m) =>
+      router.match(m, path)[0].some(([handler]) => handler === m),
+    );
+    return methods.includes('GET') ? ['GET', 'HEAD', ...methods.slice(1)] : [...methods];
+  };
 }

@@ -2,6 +2,15 @@
 
 /** Largest amount of one money movement, in minor units (overridable by MAX_AMOUNT). */
 export const AMOUNT_MINOR_MAX_DEFAULT = 1_000_000_000_000n;
+/**
+ * No debit or credit may take a balance or a system sub-balance beyond ±2^61 minor units: it
+ * fails `balance_overflow` instead. Amounts and overdraft limits stay below 10^18 (< 2^61), so the
+ * refund that returns a failed credit, which can never fail, still fits PostgreSQL's bigint
+ * (±2^63) with room for two more such refunds (docs/reliability.md).
+ */
+export const BALANCE_MINOR_LIMIT = 2n ** 61n;
+/** PostgreSQL's bigint. */
+export const BIGINT_MAX = 2n ** 63n - 1n;
 /** JSON integers above this lose precision in JavaScript numbers. */
 export const JSON_SAFE_INTEGER_MAX = BigInt(Number.MAX_SAFE_INTEGER);
 

@@ -96,7 +96,13 @@ export const transfers = pgTable(
       .notNull()
       .default('accepted'),
     failureCode: text('failure_code', {
-      enum: ['account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds'],
+      enum: [
+        'account_not_found',
+        'account_closed',
+        'currency_mismatch',
+        'insufficient_funds',
+        'balance_overflow',
+      ],
     }),
     description: text('description'),
     requestHash: text('request_hash').notNull(),
@@ -130,7 +136,7 @@ export const transfers = pgTable(
     check('transfers_status', sql`${t.status} IN ('accepted', 'debited', 'completed', 'failed')`),
     check(
       'transfers_failure_code',
-      sql`${t.failureCode} IN ('account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds')`,
+      sql`${t.failureCode} IN ('account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds', 'balance_overflow')`,
     ),
     check(
       'transfers_failed_has_code',

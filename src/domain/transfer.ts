@@ -39,6 +39,7 @@ export const FAILURE_CODES = [
   'account_closed',
   'currency_mismatch',
   'insufficient_funds',
+  'balance_overflow',
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
 

@@ -2,6 +2,7 @@
 // reader (validators, handlers) gets the cached text and nothing builds a web stream for it.
 import type { IncomingMessage } from 'node:http';
 import type { MiddlewareHandler } from 'hono';
+import { visit } from 'jsonc-parser';
 import { ApiError } from './problem';
 
 const decoder = new TextDecoder('utf-8');
@@ -44,6 +45,31 @@ function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<stri
   });
 }
 
+/**
+ * The first key an object of `text` repeats, if any. JSON.parse keeps the last of them silently,
+ * so `{"amount":"1","amount":"900"}` would mean what only one reader expects: such bodies are
+ * refused instead (the scanner is jsonc-parser's; JSON.parse still decides what is valid JSON).
+ */
+export function repeatedKey(text: string): string | undefined {
+  const open: Set<string>[] = [];
+  let repeated: string | undefined;
+  visit(text, {
+    onObjectBegin: () => {
+      open.push(new Set());
+    },
+    onObjectEnd: () => {
+      open.pop();
+    },
+    onObjectProperty: (property) => {
+      const keys = open[open.length - 1];
+      if (!keys) return;
+      if (keys.has(property)) repeated ??= property;
+      keys.add(property);
+    },
+  });
+  return repeated;
+}
+
 /** Every body is bounded; one over `maxBytes` is refused with 413 before it is parsed. */
 export function readBody(opts: { maxBytes: number }): MiddlewareHandler {
   const { maxBytes } = opts;
@@ -60,6 +86,12 @@ export function readBody(opts: { maxBytes: number }): MiddlewareHandler {
       const buffer = await c.req.raw.arrayBuffer();
       if (buffer.byteLength > maxBytes) throw tooLarge(maxBytes);
       text = decoder.decode(buffer);
+    }
+    const repeated = text.includes('{') ? repeatedKey(text) : undefined;
+    if (repeated !== undefined) {
+      throw new ApiError(400, 'validation_failed', 'a JSON object repeats a key', [
+        { path: repeated, message: 'repeated key' },
+      ]);
     }
     // Hono keeps each body reader's promise here; later json() and text() calls resolve from it.
     (c.req.bodyCache as Record<string, Promise<unknown>>).text = Promise.resolve(text);

@@ -13,6 +13,7 @@ export const PROBLEM_CODES = [
   'rate_limited',
   'unavailable',
   'overloaded',
+  'method_not_allowed',
   'internal_error',
 ] as const;
 export type ProblemCode = (typeof PROBLEM_CODES)[number];
@@ -28,6 +29,7 @@ const TITLES: Record<ProblemCode, string> = {
   rate_limited: 'Too many requests',
   unavailable: 'A dependency is unavailable; retry with the same Idempotency-Key',
   overloaded: 'Too much traffic for now; retry after the Retry-After seconds',
+  method_not_allowed: 'The path does not answer this method; see the Allow header',
   internal_error: 'Internal error',
 };
 

@@ -1,6 +1,7 @@
 // Schemas shared by several routers: amounts, ids, currencies, problems, pagination.
 import { z } from '@hono/zod-openapi';
 import { PAGE_SIZE_MAX } from '../config/limits';
+import { CURRENCY_LIST_DATE, isActiveCurrency } from '../domain/currencies';
 
 /** A string of digits, or a JSON integer up to 2^53-1; the upper bound is MAX_AMOUNT. */
 export const AmountIn = z
@@ -35,7 +36,11 @@ export const AmountOut = z
 export const Currency = z
   .string()
   .regex(/^[A-Z]{3}$/, 'an ISO 4217 alpha-3 code in upper case')
-  .openapi({ example: 'EUR' });
+  .refine(isActiveCurrency, 'not an active ISO 4217 currency')
+  .openapi({
+    description: `An active ISO 4217 alpha-3 code (list of ${CURRENCY_LIST_DATE}; not XTS or XXX).`,
+    example: 'EUR',
+  });
 export const Id = z.uuid().openapi({ example: '0b9d7c8e-6a3f-4c31-9e1b-2d4f5a6b7c8d' });
 export const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
 

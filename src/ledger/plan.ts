@@ -1,5 +1,6 @@
 // The batch planner: given a partition's legs in order and the state they read, decides every
 // outcome and every posting. Pure, so the money rules are testable without a database.
+import { BALANCE_MINOR_LIMIT, BIGINT_MAX } from '../config/limits';
 import { assert, unreachable } from '../shared/assert';
 import type {
   FailureCode,
@@ -165,6 +166,9 @@ export function plan(input: PlanInput): Plan {
       accountVersionBefore.set(account.id, account.version);
     account.balance += amount;
     account.version += 1n;
+    // Debits and credits stay within BALANCE_MINOR_LIMIT (checked before posting); a refund,
+    // which cannot fail, has bigint's remaining room (docs/reliability.md).
+    assert(account.balance <= BIGINT_MAX, `account ${account.id} would leave bigint`);
     // Invariant 3, checked before writing; the CHECK constraint is the last line.
     assert(
       amount > 0n || account.balance >= -account.overdraftLimit,
@@ -180,18 +184,28 @@ export function plan(input: PlanInput): Plan {
     });
   };
 
-  const postSystem = (t: TransferState, leg: Leg, name: SystemName, amount: bigint) => {
-    const key = systemKey(name, t.currency);
+  /** This partition's sub-balance of a system account, as the batch has left it so far. */
+  const subOf = (name: SystemName, currency: string): SubBalanceState => {
+    const key = systemKey(name, currency);
     let sub = subBalances.get(key);
     if (!sub) {
       const row = input.subBalances.get(key);
-      assert(row, `no ${name} account for ${t.currency}`);
+      assert(row, `no ${name} account for ${currency}`);
       sub = { ...row };
       subBalances.set(key, sub);
       subVersionBefore.set(key, row.version);
     }
+    return sub;
+  };
+
+  const postSystem = (t: TransferState, leg: Leg, name: SystemName, amount: bigint) => {
+    const sub = subOf(name, t.currency);
     sub.balance += amount;
     sub.version += 1n;
+    assert(
+      sub.balance <= BIGINT_MAX && sub.balance >= -BIGINT_MAX,
+      `${name} on partition ${partition} would leave bigint`,
+    );
     entries.push({
       transferId: t.id,
       accountId: sub.accountId,
@@ -200,6 +214,33 @@ export function plan(input: PlanInput): Plan {
       balanceAfter: sub.balance,
       accountVersion: sub.version,
     });
+  };
+
+  /** True when a posting would take a balance past BALANCE_MINOR_LIMIT either way. */
+  const overflows = (...postings: [balance: bigint, amount: bigint][]): boolean =>
+    postings.some(([balance, amount]) => {
+      const after = balance + amount;
+      return after > BALANCE_MINOR_LIMIT || after < -BALANCE_MINOR_LIMIT;
+    });
+
+  /** The debit leg's postings, checked against the limit before any is made. */
+  const debitOverflows = (t: TransferState, from?: AccountState, to?: AccountState): boolean => {
+    const a = t.amount;
+    switch (t.type) {
+      case 'deposit':
+        return overflows([subOf('settlement', t.currency).balance, -a], [to!.balance, a]);
+      case 'interest':
+        return overflows([subOf('interest', t.currency).balance, -a], [to!.balance, a]);
+      case 'withdrawal':
+        return overflows([from!.balance, -a], [subOf('settlement', t.currency).balance, a]);
+      case 'transfer':
+      case 'reversal':
+        return t.dstPartition === partition
+          ? overflows([from!.balance, -a], [to!.balance, a])
+          : overflows([from!.balance, -a], [subOf('in_transit', t.currency).balance, a]);
+      default:
+        return unreachable(t.type);
+    }
   };
 
   const record = (t: TransferState, leg: Leg, outcome: 'posted' | FailureCode) => {
@@ -232,7 +273,8 @@ export function plan(input: PlanInput): Plan {
         }
         const from = customer(t.fromAccountId);
         const to = customer(t.toAccountId);
-        const failure = decide(t, { from, to });
+        const failure =
+          decide(t, { from, to }) ?? (debitOverflows(t, from, to) ? 'balance_overflow' : null);
         if (failure !== null) {
           t.status = 'failed';
           t.failureCode = failure;
@@ -281,7 +323,11 @@ export function plan(input: PlanInput): Plan {
           continue;
         }
         const to = customer(t.toAccountId);
-        const failure = decide(t, { to });
+        const failure =
+          decide(t, { to }) ??
+          (overflows([subOf('in_transit', t.currency).balance, -a], [to!.balance, a])
+            ? 'balance_overflow'
+            : null);
         if (failure !== null) {
           // The destination cannot take it: the money goes back to the source's partition.
           t.failureCode = failure;

@@ -228,6 +228,41 @@ describe('validation: synchronous, and leaving no trace', () => {
     );
   });
 
+  it('a JSON object that repeats a key gets 400 validation_failed, nested objects and escapes included', async () => {
+    const before = await transferCount();
+    for (const rawBody of [
+      `{"account_id":"${alice}","amount":"1","amount":"900000","currency":"EUR"}`,
+      `{"account_id":"${alice}","amount":"1","currency":"EUR","\\u0061mount":"2"}`,
+      `{"account_id":"${alice}","amount":"1","currency":"EUR","x":{"y":1,"y":2}}`,
+    ]) {
+      const res = await call('POST', '/v1/deposits', { idem: randomUUID(), rawBody });
+      expectProblem(res, 400, 'validation_failed');
+      expect(res.json.detail).toContain('repeats a key');
+    }
+    // The same keys in different objects are not a repetition.
+    const nested = await call('POST', '/v1/accounts', {
+      rawBody: '{"holder":"h","currency":"EUR","x":{"holder":1}}',
+    });
+    expectProblem(nested, 400, 'validation_failed');
+    expect(nested.json.errors[0].message).toContain('unknown field');
+    expect(await transferCount()).toBe(before);
+  });
+
+  it('a currency that is not active in ISO 4217 gets 400, an active one is accepted', async () => {
+    for (const currency of ['XXX', 'XTS', 'ABC', 'DEM', 'HRK']) {
+      expectProblem(
+        await call('POST', '/v1/accounts', { body: { holder: 'h', currency } }),
+        400,
+        'validation_failed',
+      );
+    }
+    for (const currency of ['JPY', 'CHF', 'KWD', 'VES']) {
+      const res = await call('POST', '/v1/accounts', { body: { holder: 'h', currency } });
+      expect(res.status).toBe(201);
+      expect(res.json.currency).toBe(currency);
+    }
+  });
+
   it('a transfer from an account to itself gets 422 validation_failed', async () => {
     const res = await call('POST', '/v1/transfers', {
       idem: randomUUID(),
@@ -363,6 +398,24 @@ describe('not found', () => {
       'not_found',
     );
     expectProblem(await call('GET', '/v1/nothing-here'), 404, 'not_found');
+  });
+
+  it('a path asked with a method it does not answer gets 405 method_not_allowed with Allow', async () => {
+    const cases: [string, string, string][] = [
+      ['DELETE', '/v1/accounts', 'POST'],
+      ['PUT', `/v1/accounts/${alice}`, 'GET, HEAD'],
+      ['POST', `/v1/accounts/${alice}/entries`, 'GET, HEAD'],
+      ['PATCH', `/v1/transfers/${randomUUID()}`, 'GET, HEAD'],
+      ['GET', '/v1/deposits', 'POST'],
+      ['DELETE', '/healthz', 'GET, HEAD'],
+    ];
+    for (const [method, path, allow] of cases) {
+      const res = await call(method, path);
+      expectProblem(res, 405, 'method_not_allowed');
+      expect(res.headers.get('allow'), `${method} ${path}`).toBe(allow);
+    }
+    // An unknown path stays 404, whatever the method.
+    expectProblem(await call('DELETE', '/v1/nothing-here'), 404, 'not_found');
   });
 
   it('a reversal of a transfer that has not completed gets 422 validation_failed', async () => {

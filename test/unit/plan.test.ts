@@ -10,6 +10,7 @@ import {
   type TransferState,
 } from '../../src/ledger/plan';
 import type { LegRef } from '../../src/domain/transfer';
+import { BALANCE_MINOR_LIMIT } from '../../src/config/limits';
 
 const P = 0;
 const acct = (id: string, o: Partial<AccountState> = {}): AccountState => ({
@@ -158,5 +159,104 @@ describe('the planner', () => {
         },
       ),
     );
+  });
+
+  it('a debit or credit that would take any balance past ±2^61 fails balance_overflow, posting nothing', () => {
+    const L = BALANCE_MINOR_LIMIT;
+    fc.assert(
+      fc.property(
+        fc.constantFrom<'deposit' | 'withdrawal' | 'transfer' | 'credit'>(
+          'deposit',
+          'withdrawal',
+          'transfer',
+          'credit',
+        ),
+        fc.bigInt({ min: -L, max: L }),
+        fc.bigInt({ min: -L, max: L }),
+        fc.bigInt({ min: -L, max: L }),
+        fc.bigInt({ min: 1n, max: 10n ** 18n }),
+        (kind, balance, otherBalance, subBalance, amount) => {
+          const accounts = new Map([
+            ['a', acct('a', { balance, overdraftLimit: L })],
+            ['b', acct('b', { balance: otherBalance, overdraftLimit: L })],
+          ]);
+          const subBalances = new Map(
+            [...subs].map(([k, v]) => [k, { ...v, balance: subBalance }]),
+          );
+          const t = transfer({
+            id: 't',
+            type: kind === 'credit' ? 'transfer' : kind,
+            amount,
+            fromAccountId: kind === 'deposit' ? null : 'b',
+            toAccountId: kind === 'withdrawal' ? null : 'a',
+            status: kind === 'credit' ? 'debited' : 'accepted',
+            srcPartition: kind === 'credit' ? P + 1 : P,
+          });
+          const p = plan({
+            partition: P,
+            applySeqBefore: 0n,
+            legs: [{ transferId: 't', leg: kind === 'credit' ? 'credit' : 'debit' }],
+            transfers: new Map([['t', t]]),
+            accounts,
+            subBalances,
+            isLocal: () => true,
+          });
+          // What each kind posts, as (balance before, amount) pairs.
+          const postings: [bigint, bigint][] = {
+            deposit: [[subBalance, -amount] as const, [balance, amount] as const],
+            withdrawal: [[otherBalance, -amount] as const, [subBalance, amount] as const],
+            transfer: [[otherBalance, -amount] as const, [balance, amount] as const],
+            credit: [[subBalance, -amount] as const, [balance, amount] as const],
+          }[kind].map(([b, x]) => [b, x]);
+          const floorFails = kind !== 'deposit' && kind !== 'credit' && otherBalance - amount < -L;
+          const over = postings.some(([b, x]) => b + x > L || b + x < -L);
+          const outcome = p.appliedLegs[0]!.outcome;
+          if (floorFails) expect(outcome).toBe('insufficient_funds');
+          else if (over) {
+            expect(outcome).toBe('balance_overflow');
+            expect(p.entries).toEqual([]);
+            // A failed credit sends the money back; a failed debit moved none.
+            expect(p.forward.map((f) => f.leg)).toEqual(kind === 'credit' ? ['refund'] : []);
+          } else {
+            expect(outcome).toBe('posted');
+            for (const e of p.entries) {
+              expect(e.balanceAfter <= L && e.balanceAfter >= -L).toBe(true);
+            }
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('a refund always posts, even past the limit, within bigint', () => {
+    const accounts = new Map([
+      ['a', acct('a', { balance: BALANCE_MINOR_LIMIT, overdraftLimit: 0n })],
+    ]);
+    const t = transfer({
+      id: 't',
+      type: 'transfer',
+      amount: 10n ** 18n,
+      fromAccountId: 'a',
+      toAccountId: 'b',
+      status: 'debited',
+      failureCode: 'balance_overflow',
+      dstPartition: P + 1,
+    });
+    const p = plan({
+      partition: P,
+      applySeqBefore: 0n,
+      legs: [{ transferId: 't', leg: 'refund' }],
+      transfers: new Map([['t', t]]),
+      accounts,
+      subBalances: subs,
+      isLocal: (id) => id === 'a',
+    });
+    expect(p.appliedLegs[0]!.outcome).toBe('posted');
+    expect(p.accountWrites[0]!.balance).toBe(BALANCE_MINOR_LIMIT + 10n ** 18n);
+    expect(p.transferWrites[0]).toMatchObject({
+      status: 'failed',
+      failureCode: 'balance_overflow',
+    });
   });
 });

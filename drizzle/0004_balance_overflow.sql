@@ -1,0 +1,2 @@
+ALTER TABLE "transfers" DROP CONSTRAINT "transfers_failure_code";--> statement-breakpoint
+ALTER TABLE "transfers" ADD CONSTRAINT "transfers_failure_code" CHECK ("transfers"."failure_code" IN ('account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds', 'balance_overflow'));
