@@ -12,11 +12,11 @@ import { SCOPES, hashSecret, newSecret, requireScope } from '../http/auth';
 import { ApiError } from '../http/problem';
 import { BEARER, newRouter } from '../http/router';
 import type { HttpDeps } from './deps';
-import { problemResponses } from '../http/schemas';
+import { StorableText, problemResponses } from '../http/schemas';
 
 const CreateKeyBody = z
   .strictObject({
-    name: z.string().min(1).max(API_KEY_NAME_LENGTH_MAX),
+    name: StorableText({ lengthMin: 1, lengthMax: API_KEY_NAME_LENGTH_MAX }),
     scopes: z.array(z.enum(SCOPES)).min(1).max(SCOPES.length),
   })
   .openapi('CreateApiKeyRequest');
