@@ -1,11 +1,12 @@
 // `worker:` process: claims a fair share of partitions and applies their legs until SIGINT/SIGTERM.
 import { checkPostgres, checkRedis, checkSchema, runMain } from '../src/cli/preflight';
-import { loadConfig } from '../src/config/env';
+import { loadConfig, loadWorkerTiming } from '../src/config/env';
 import { WorkerProcess } from '../src/partitions/worker-process';
 import { log } from '../src/shared/log';
 
 runMain(async () => {
   const config = loadConfig();
+  const timing = loadWorkerTiming();
   for (const warning of await checkPostgres(config.databaseUrl))
     console.warn(`ledgerline: ${warning}`);
   await checkSchema(config.databaseUrl);
@@ -13,6 +14,9 @@ runMain(async () => {
 
   const worker = new WorkerProcess({
     config,
+    leaseMs: timing.leaseMs,
+    claimIntervalMs: timing.claimIntervalMs,
+    tuning: { sweepAfterMs: timing.sweepAfterMs, sweepIntervalMs: timing.sweepIntervalMs },
     onFatal: (err) => {
       // A broken invariant: stop at once rather than write on top of it.
       log.fatal({ err, worker: worker.id }, 'invariant broken; stopping');

@@ -4,6 +4,7 @@ import type { Config } from '../config/env';
 import {
   BACKLOG_CHECK_INTERVAL_MS,
   PARTITION_BACKLOG_LEGS_MAX,
+  POOL_SIZE_MAX,
   SUBMIT_WAITING_COMMANDS_MAX,
 } from '../config/limits';
 import { Admission } from '../transfers/admission';
@@ -32,7 +33,7 @@ export async function createWebProcess(
   config: Config,
   limits: WebLimits = {},
 ): Promise<WebProcess> {
-  const pool = createPool(config.databaseUrl);
+  const pool = createPool(config.databaseUrl, POOL_SIZE_MAX, `ledgerline web ${process.pid}`);
   const redis = createProducerConnection(config.redisUrl);
   const dispatcher = new Dispatcher(redis, config.queuePrefix);
   const admission = new Admission({

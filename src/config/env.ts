@@ -2,6 +2,10 @@
 import { z } from 'zod';
 import {
   AMOUNT_MINOR_MAX_DEFAULT,
+  CLAIM_INTERVAL_MS,
+  LEASE_MS,
+  SWEEP_AFTER_MS,
+  SWEEP_INTERVAL_MS,
   PARTITIONS_MAX,
   RATE_LIMIT_BURST_DEFAULT,
   RATE_LIMIT_PER_SECOND_DEFAULT,
@@ -39,15 +43,20 @@ export type Config = {
   rateLimit: { perSecond: number; burst: number };
 };
 
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = EnvSchema.safeParse(
+/** Parses the variables a schema names; unset and empty ones take its defaults. */
+function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.infer<S> {
+  const parsed = schema.safeParse(
     Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== '')),
   );
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
     throw new Error(`invalid environment: ${lines.join('; ')}`);
   }
-  const e = parsed.data;
+  return parsed.data;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const e = parseEnv(EnvSchema, env);
   return {
     databaseUrl: e.DATABASE_URL,
     redisUrl: e.REDIS_URL,
@@ -58,5 +67,36 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     queuePrefix: e.QUEUE_PREFIX,
     amountMinorMax: e.MAX_AMOUNT,
     rateLimit: { perSecond: e.RATE_LIMIT_PER_SECOND, burst: e.RATE_LIMIT_BURST },
+  };
+}
+
+const WorkerTimingSchema = z.object({
+  LEASE_MS: z.coerce.number().int().min(500).max(600_000).default(LEASE_MS),
+  CLAIM_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(CLAIM_INTERVAL_MS),
+  SWEEP_AFTER_MS: z.coerce.number().int().min(100).max(3_600_000).default(SWEEP_AFTER_MS),
+  SWEEP_INTERVAL_MS: z.coerce.number().int().min(50).max(600_000).default(SWEEP_INTERVAL_MS),
+});
+
+export type WorkerTiming = {
+  leaseMs: number;
+  claimIntervalMs: number;
+  sweepAfterMs: number;
+  sweepIntervalMs: number;
+};
+
+/**
+ * A worker's clocks: how long a lease lasts, how often it is renewed, and when the sweep re-drives
+ * a transfer Redis lost. The defaults suit production; tests and operators may shorten them.
+ */
+export function loadWorkerTiming(env: NodeJS.ProcessEnv = process.env): WorkerTiming {
+  const e = parseEnv(WorkerTimingSchema, env);
+  if (e.CLAIM_INTERVAL_MS * 2 > e.LEASE_MS) {
+    throw new Error('invalid environment: CLAIM_INTERVAL_MS must be at most half of LEASE_MS');
+  }
+  return {
+    leaseMs: e.LEASE_MS,
+    claimIntervalMs: e.CLAIM_INTERVAL_MS,
+    sweepAfterMs: e.SWEEP_AFTER_MS,
+    sweepIntervalMs: e.SWEEP_INTERVAL_MS,
   };
 }

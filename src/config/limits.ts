@@ -83,6 +83,8 @@ export const JOB_STALLED_COUNT_MAX = 5;
 
 /** PostgreSQL. */
 export const STATEMENT_TIMEOUT_MS = 10_000;
+/** A transaction left idle this long is ended by PostgreSQL: well under LEASE_MS. */
+export const IDLE_IN_TRANSACTION_MS = 2_000;
 export const POOL_SIZE_MAX = 10;
 export const PARTITIONS_MAX = 1024;
 

@@ -1,15 +1,27 @@
 // PostgreSQL connections: one pg pool per process. drizzle owns the schema and the migrations;
 // queries are SQL over arrays (unnest), written out in the repository that needs them.
 import pg from 'pg';
-import { POOL_SIZE_MAX, STATEMENT_TIMEOUT_MS } from '../config/limits';
+import { IDLE_IN_TRANSACTION_MS, POOL_SIZE_MAX, STATEMENT_TIMEOUT_MS } from '../config/limits';
 import { log } from '../shared/log';
 
-export function createPool(databaseUrl: string, poolSizeMax = POOL_SIZE_MAX): pg.Pool {
+/**
+ * `applicationName` shows in pg_stat_activity (which process holds a connection, a lock, an
+ * open transaction): `ledgerline web <pid>`, `ledgerline worker <pid>`.
+ */
+export function createPool(
+  databaseUrl: string,
+  poolSizeMax = POOL_SIZE_MAX,
+  applicationName = `ledgerline ${process.pid}`,
+): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: poolSizeMax,
+    application_name: applicationName,
     // Every statement is bounded; a stuck query is an infrastructure failure, retried elsewhere.
     statement_timeout: STATEMENT_TIMEOUT_MS,
+    // A process frozen inside a transaction (SIGSTOP, a long GC pause) would hold its row locks,
+    // the partition's among them, and keep the next owner from taking over: PostgreSQL ends it.
+    idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
     connectionTimeoutMillis: STATEMENT_TIMEOUT_MS,
   });
   // An idle client losing its connection must not crash the process; the next query reconnects.
@@ -21,6 +33,45 @@ export function createPool(databaseUrl: string, poolSizeMax = POOL_SIZE_MAX): pg
     ),
   );
   return pool;
+}
+
+/**
+ * Runs `fn` with a client of its own. A checked-out client can lose its connection between two
+ * statements (the server ended an idle transaction, a restart, pg_terminate_backend): pg emits
+ * that as an 'error' event, which would crash the process without a listener. The listener keeps
+ * it; the next statement fails and the caller's retry takes over. A client that saw an error is
+ * destroyed, not returned to the pool.
+ */
+export async function withClient<T>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (err: Error) => {
+    broken = err;
+    log.warn(
+      { code: (err as { code?: string }).code, message: err.message },
+      'postgres connection lost while checked out',
+    );
+  };
+  client.on('error', onError);
+  try {
+    return await fn(client);
+  } catch (err) {
+    if (isConnectionLost(err)) broken ??= err as Error;
+    throw err;
+  } finally {
+    client.off('error', onError);
+    client.release(broken);
+  }
+}
+
+/** The connection itself is gone: class 08, an operator ending it (57P), an idle-transaction end. */
+function isConnectionLost(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (typeof e?.code === 'string') return /^(08|57P|25P03)/.test(e.code);
+  return typeof e?.message === 'string' && /Connection terminated/i.test(e.message);
 }
 
 /**

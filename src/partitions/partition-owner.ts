@@ -12,7 +12,7 @@ import {
   JOB_STALLED_CHECK_INTERVAL_MS,
   JOB_STALLED_COUNT_MAX,
 } from '../config/limits';
-import { isProgrammerPgError } from '../db/db';
+import { isProgrammerPgError, withClient } from '../db/db';
 import type { Leg, LegRef, LegToEnqueue } from '../domain/transfer';
 import { applyBatch, emptyMemory, FencedError, type Ownership } from '../ledger/apply';
 import type { Plan } from '../ledger/plan';
@@ -226,6 +226,10 @@ export class PartitionOwner {
           // Nothing was written. The envelopes go back to BullMQ for whoever owns the partition
           // now; legs handed over in memory are re-driven by the new owner's sweep.
           this.stats.fencedBatches += 1;
+          log.warn(
+            { partition: this.partition, epoch: this.deps.own.epoch, legs: batch.length },
+            'batch fenced out: another worker owns the partition now; nothing written',
+          );
           const dropped = this.pending.splice(0);
           fail([...batch, ...dropped], error);
           if (!this.stopped) this.deps.onFenced(this.partition);
@@ -262,15 +266,14 @@ export class PartitionOwner {
   }
 
   private async applyOnce(legs: readonly LegRef[]): Promise<Plan> {
-    const client = await this.deps.pool.connect();
     try {
-      return await applyBatch(client, this.deps.own, legs, this.deps.isLocal, this.memory);
+      return await withClient(this.deps.pool, (client) =>
+        applyBatch(client, this.deps.own, legs, this.deps.isLocal, this.memory),
+      );
     } catch (err) {
       // The commit may or may not have stood (a connection lost during COMMIT): read afresh.
       this.memory = emptyMemory();
       throw err;
-    } finally {
-      client.release();
     }
   }
 

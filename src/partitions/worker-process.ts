@@ -13,6 +13,7 @@ import {
   SWEEP_AFTER_MS,
   SWEEP_BATCH_MAX,
   SWEEP_INTERVAL_MS,
+  POOL_SIZE_MAX,
 } from '../config/limits';
 import { createPool } from '../db/db';
 import { createProducerConnection, createWorkerConnection, Dispatcher } from '../queue/queues';
@@ -66,7 +67,11 @@ export class WorkerProcess {
 
   constructor(private readonly opts: WorkerProcessOptions) {
     this.id = opts.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
-    this.pool = createPool(opts.config.databaseUrl);
+    this.pool = createPool(
+      opts.config.databaseUrl,
+      POOL_SIZE_MAX,
+      `ledgerline worker ${process.pid}`,
+    );
     this.producer = createProducerConnection(opts.config.redisUrl);
     this.consumer = createWorkerConnection(opts.config.redisUrl);
     this.dispatcher = new Dispatcher(this.producer, opts.config.queuePrefix);

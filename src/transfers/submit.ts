@@ -7,7 +7,7 @@ import {
   SUBMIT_FLUSHES_IN_FLIGHT_MAX,
   SUBMIT_WAITING_COMMANDS_MAX,
 } from '../config/limits';
-import { isProgrammerPgError } from '../db/db';
+import { isProgrammerPgError, withClient } from '../db/db';
 import { partitionOf } from '../partitions/routing';
 import type { Dispatcher } from '../queue/queues';
 import type { Admission } from './admission';
@@ -262,69 +262,68 @@ export class Submitter {
     idempotencyScope: string;
     idempotencyKey: string;
   }): Promise<ReversalResult> {
-    const client = await this.deps.pool.connect();
-    let result: ReversalResult;
+    let result: ReversalResult = { kind: 'not_found' };
     let rows: PreparedRow[] = [];
     let inserted = new Map<string, Transfer>();
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
-        input.originalId,
-      ]);
-      const found = await client.query<TransferRow>(
-        `SELECT ${TRANSFER_COLUMNS} FROM transfers WHERE id = $1`,
-        [input.originalId],
-      );
-      const original = found.rows[0] ? toTransfer(found.rows[0]) : undefined;
-      result = { kind: 'not_found' };
-      if (original) {
-        const hashInput = JSON.stringify([
-          'reversal',
-          original.id,
-          input.amountMinor?.toString() ?? null,
+    await withClient(this.deps.pool, async (client) => {
+      try {
+        await client.query('BEGIN');
+        await client.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [
+          input.originalId,
         ]);
-        const reversed = await client.query<{ sum: string }>(
-          `SELECT coalesce(sum(amount), 0)::text AS sum FROM transfers
-            WHERE reverses_transfer_id = $1 AND status <> 'failed'`,
-          [original.id],
+        const found = await client.query<TransferRow>(
+          `SELECT ${TRANSFER_COLUMNS} FROM transfers WHERE id = $1`,
+          [input.originalId],
         );
-        const remaining = original.amountMinor - BigInt(reversed.rows[0]!.sum);
-        const amountMinor = input.amountMinor ?? remaining;
-        const command: Command = {
-          type: 'reversal',
-          fromAccountId: original.toAccountId,
-          toAccountId: original.fromAccountId,
-          amountMinor,
-          currency: original.currency,
-          reversesTransferId: original.id,
-          idempotencyScope: input.idempotencyScope,
-          idempotencyKey: input.idempotencyKey,
-          hashInput,
-        };
-        rows = this.prepare([this.route(command)]);
-        // A replay is answered before the remainder is checked: it reverses nothing new.
-        const replay = await resolveResults(client, rows, inserted);
-        if (replay[0]) {
-          result = replay[0];
-        } else if (original.type !== 'transfer' || original.status !== 'completed') {
-          result = { kind: 'not_reversible', detail: 'only completed transfers can be reversed' };
-        } else if (amountMinor <= 0n || amountMinor > remaining) {
-          result = {
-            kind: 'not_reversible',
-            detail: `the amount exceeds what is left to reverse (${remaining})`,
+        const original = found.rows[0] ? toTransfer(found.rows[0]) : undefined;
+        result = { kind: 'not_found' };
+        if (original) {
+          const hashInput = JSON.stringify([
+            'reversal',
+            original.id,
+            input.amountMinor?.toString() ?? null,
+          ]);
+          const reversed = await client.query<{ sum: string }>(
+            `SELECT coalesce(sum(amount), 0)::text AS sum FROM transfers
+            WHERE reverses_transfer_id = $1 AND status <> 'failed'`,
+            [original.id],
+          );
+          const remaining = original.amountMinor - BigInt(reversed.rows[0]!.sum);
+          const amountMinor = input.amountMinor ?? remaining;
+          const command: Command = {
+            type: 'reversal',
+            fromAccountId: original.toAccountId,
+            toAccountId: original.fromAccountId,
+            amountMinor,
+            currency: original.currency,
+            reversesTransferId: original.id,
+            idempotencyScope: input.idempotencyScope,
+            idempotencyKey: input.idempotencyKey,
+            hashInput,
           };
-        } else {
-          inserted = await insertRows(client, rows);
-          result = (await resolveResults(client, rows, inserted))[0]!;
+          rows = this.prepare([this.route(command)]);
+          // A replay is answered before the remainder is checked: it reverses nothing new.
+          const replay = await resolveResults(client, rows, inserted);
+          if (replay[0]) {
+            result = replay[0];
+          } else if (original.type !== 'transfer' || original.status !== 'completed') {
+            result = { kind: 'not_reversible', detail: 'only completed transfers can be reversed' };
+          } else if (amountMinor <= 0n || amountMinor > remaining) {
+            result = {
+              kind: 'not_reversible',
+              detail: `the amount exceeds what is left to reverse (${remaining})`,
+            };
+          } else {
+            inserted = await insertRows(client, rows);
+            result = (await resolveResults(client, rows, inserted))[0]!;
+          }
         }
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {});
+        throw err;
       }
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
     await this.enqueueFirstLegs(rows, inserted);
     return result;
   }

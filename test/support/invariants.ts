@@ -62,3 +62,24 @@ export async function drained(pool: pg.Pool, timeoutMs = 60_000): Promise<void> 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * Each customer balance equals its opening (zero: money enters only by deposits) plus the
+ * completed transfers into it minus those out of it: nothing lost, nothing made up.
+ */
+export async function expectBalancesFromTransfers(pool: pg.Pool): Promise<void> {
+  const wrong = await pool.query(
+    `SELECT a.id, a.balance,
+            coalesce((SELECT sum(amount) FROM transfers
+                       WHERE to_account_id = a.id AND status = 'completed'), 0)
+          - coalesce((SELECT sum(amount) FROM transfers
+                       WHERE from_account_id = a.id AND status = 'completed'), 0) AS expected
+       FROM accounts a
+      WHERE a.kind = 'customer'
+        AND a.balance <> coalesce((SELECT sum(amount) FROM transfers
+                                    WHERE to_account_id = a.id AND status = 'completed'), 0)
+                       - coalesce((SELECT sum(amount) FROM transfers
+                                    WHERE from_account_id = a.id AND status = 'completed'), 0)`,
+  );
+  expect(wrong.rows).toEqual([]);
+}

@@ -32,7 +32,9 @@ export type TestEnv = {
   cleanup: () => Promise<void>;
 };
 
-export async function createTestEnv(opts: { partitions?: number } = {}): Promise<TestEnv> {
+export async function createTestEnv(
+  opts: { partitions?: number; redisUrl?: string } = {},
+): Promise<TestEnv> {
   const suffix = randomBytes(6).toString('hex');
   const database = `ledgerline_test_${suffix}`;
   const admin = new pg.Client({ connectionString: adminUrl() });
@@ -44,7 +46,7 @@ export async function createTestEnv(opts: { partitions?: number } = {}): Promise
 
   const config: Config = {
     databaseUrl: serverUrl(database),
-    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    redisUrl: opts.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     port: 0,
     host: '127.0.0.1',
     adminApiKey: 'test-admin-key-0123456789',
