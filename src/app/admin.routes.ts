@@ -163,7 +163,11 @@ export function queueDashboard(deps: HttpDeps, basePath: string) {
   createBullBoard({
     queues: Array.from(
       { length: deps.config.partitions },
-      (_, p) => new BullMQAdapter(deps.dispatcher.queue(p)),
+      (_, p) =>
+        new BullMQAdapter(deps.dispatcher.queue(p), {
+          displayName: `partition ${p}`,
+          description: 'envelopes of legs for this partition, applied in order by its owner',
+        }),
     ),
     serverAdapter: adapter,
   });
