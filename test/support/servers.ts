@@ -77,6 +77,7 @@ export class OwnRedis {
     );
     await until(`redis on ${this.port}`, async () => {
       const c = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
+      c.on('error', () => {}); // refused until the server listens; connect() rejects too
       try {
         await c.connect();
         return (await c.ping()) === 'PONG';
