@@ -16,6 +16,9 @@ export type Transfer = {
   reversesTransferId: string | null;
   acceptedAt: Date;
   finishedAt: Date | null;
+  /** Once completed: each customer side's balance right after it (null on a system side). */
+  fromBalanceAfter: bigint | null;
+  toBalanceAfter: bigint | null;
 };
 
 export const TRANSFER_COLUMNS = `id, type, status, failure_code, from_account_id, to_account_id,
@@ -34,7 +37,21 @@ export type TransferRow = {
   reverses_transfer_id: string | null;
   accepted_at: Date;
   finished_at: Date | null;
+  from_balance_after?: string | null;
+  to_balance_after?: string | null;
 };
+
+/**
+ * What a read of `transfers t` adds: a completed transfer's balances after it, from its own
+ * entries (found by the unique (transfer_id, account_id, leg) index).
+ */
+export const READ_COLUMNS = `${TRANSFER_COLUMNS},
+  (SELECT e.balance_after FROM ledger_entries e
+    WHERE t.status = 'completed' AND e.transfer_id = t.id AND e.account_id = t.from_account_id
+      AND e.leg = 'debit') AS from_balance_after,
+  (SELECT e.balance_after FROM ledger_entries e
+    WHERE t.status = 'completed' AND e.transfer_id = t.id AND e.account_id = t.to_account_id
+      AND e.leg IN ('debit', 'credit')) AS to_balance_after`;
 
 export function toTransfer(r: TransferRow): Transfer {
   return {
@@ -50,12 +67,14 @@ export function toTransfer(r: TransferRow): Transfer {
     reversesTransferId: r.reverses_transfer_id,
     acceptedAt: r.accepted_at,
     finishedAt: r.finished_at,
+    fromBalanceAfter: r.from_balance_after != null ? BigInt(r.from_balance_after) : null,
+    toBalanceAfter: r.to_balance_after != null ? BigInt(r.to_balance_after) : null,
   };
 }
 
 export async function getTransfers(pool: pg.Pool, ids: readonly string[]): Promise<Transfer[]> {
   const res = await pool.query<TransferRow>(
-    `SELECT ${TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1::uuid[])`,
+    `SELECT ${READ_COLUMNS} FROM transfers t WHERE id = ANY($1::uuid[])`,
     [ids.filter(isUuid)],
   );
   return res.rows.map(toTransfer);
@@ -93,7 +112,7 @@ export class TransferReader {
     try {
       const res = await this.pool.query<TransferRow>({
         name: 'ledgerline_transfers_by_ids',
-        text: `SELECT ${TRANSFER_COLUMNS} FROM transfers WHERE id = ANY($1::uuid[])`,
+        text: `SELECT ${READ_COLUMNS} FROM transfers t WHERE id = ANY($1::uuid[])`,
         values: [[...waiting.keys()]],
       });
       const found = new Map(res.rows.map((r) => [r.id, toTransfer(r)]));

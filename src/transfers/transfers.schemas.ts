@@ -36,6 +36,12 @@ export const TransferOut = z
     reverses_transfer_id: Id.nullable(),
     created_at: z.string(),
     finished_at: z.string().nullable(),
+    from_balance_after: AmountOut.nullable().openapi({
+      description: "Once completed: the source account's balance right after this transfer.",
+    }),
+    to_balance_after: AmountOut.nullable().openapi({
+      description: "Once completed: the destination account's balance right after this transfer.",
+    }),
   })
   .openapi('Transfer');
 export type TransferJson = z.infer<typeof TransferOut>;
@@ -54,5 +60,7 @@ export function transferJson(t: Transfer): TransferJson {
     reverses_transfer_id: t.reversesTransferId,
     created_at: t.acceptedAt.toISOString(),
     finished_at: t.finishedAt?.toISOString() ?? null,
+    from_balance_after: t.fromBalanceAfter?.toString() ?? null,
+    to_balance_after: t.toBalanceAfter?.toString() ?? null,
   };
 }

@@ -18,8 +18,8 @@ export function processEnv(config: Config): NodeJS.ProcessEnv {
 
 export type Child = { proc: ChildProcess; output: () => string; exited: Promise<number | null> };
 
-export function spawnScript(script: string, env: NodeJS.ProcessEnv): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', script], {
+export function spawnScript(script: string, env: NodeJS.ProcessEnv, args: string[] = []): Child {
+  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
     cwd: ROOT,
     env,
     stdio: 'pipe',
