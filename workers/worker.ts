@@ -1,12 +1,13 @@
 // `worker:` process: claims a fair share of partitions and applies their legs until SIGINT/SIGTERM.
 import { checkPostgres, checkRedis, checkSchema, runMain } from '../src/cli/preflight';
-import { loadConfig, loadWorkerTiming } from '../src/config/env';
+import { createServer } from 'node:http';
+import { loadConfig, loadWorkerSettings } from '../src/config/env';
 import { WorkerProcess } from '../src/partitions/worker-process';
 import { log } from '../src/shared/log';
 
 runMain(async () => {
   const config = loadConfig();
-  const timing = loadWorkerTiming();
+  const timing = loadWorkerSettings();
   for (const warning of await checkPostgres(config.databaseUrl))
     console.warn(`ledgerline: ${warning}`);
   await checkSchema(config.databaseUrl);
@@ -24,8 +25,26 @@ runMain(async () => {
     },
   });
   await worker.start();
+  // Prometheus metrics of this worker, when METRICS_PORT is set (each worker on a host its own).
+  const metricsServer =
+    timing.metricsPort === undefined
+      ? undefined
+      : createServer((req, res) => {
+          if (req.method !== 'GET' || req.url !== '/metrics') {
+            res.writeHead(404).end();
+            return;
+          }
+          worker.metrics.registry.metrics().then(
+            (text) =>
+              res.writeHead(200, { 'Content-Type': worker.metrics.registry.contentType }).end(text),
+            (err: Error) => res.writeHead(500).end(err.message),
+          );
+        }).listen(timing.metricsPort, config.host);
   console.log(
-    `ledgerline worker ${worker.id}: started, partitions ${config.partitions}, prefix ${config.queuePrefix}`,
+    `ledgerline worker ${worker.id}: started, partitions ${config.partitions}, prefix ${config.queuePrefix}` +
+      (timing.metricsPort === undefined
+        ? ''
+        : `, metrics at http://${config.host}:${timing.metricsPort}/metrics`),
   );
 
   let stopping = false;
@@ -35,6 +54,7 @@ runMain(async () => {
     console.log(
       `ledgerline worker ${worker.id}: ${signal}, finishing batches and releasing leases`,
     );
+    metricsServer?.close();
     worker.stop().then(
       () => process.exit(0),
       (err: Error) => {

@@ -13,7 +13,7 @@ import { transfersRouter } from '../transfers/transfers.routes';
 import { adminRouter, queueDashboard } from './admin.routes';
 import { authenticate, requireScope } from '../http/auth';
 import { readBody } from '../http/body';
-import { ApiError, problem } from '../http/problem';
+import { ApiError, problem, type ProblemCode } from '../http/problem';
 import { rateLimit } from '../http/rate-limit';
 import { newRouter } from '../http/router';
 import type { HttpDeps } from './deps';
@@ -122,6 +122,7 @@ export function createApp(deps: HttpDeps) {
   });
   app.onError((err, c) => {
     if (err instanceof ApiError) {
+      if (REFUSALS.has(err.code)) deps.metrics.refusals.inc({ code: err.code });
       const res = problem(c, err.status, err.code, err.detail, err.issues);
       for (const [k, v] of Object.entries(err.headers ?? {})) res.headers.set(k, v);
       return res;
@@ -137,6 +138,9 @@ export function createApp(deps: HttpDeps) {
   });
   return app;
 }
+
+/** Answers that refuse a request at once, recording nothing: counted as admission refusals. */
+const REFUSALS: ReadonlySet<ProblemCode> = new Set(['overloaded', 'rate_limited', 'unavailable']);
 
 const ROUTE_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 

@@ -27,6 +27,12 @@ export function createMetrics(opts: { dispatcher: Dispatcher; partitions: number
     labelNames: ['type', 'result'] as const,
     registers: [registry],
   });
+  const refusals = new Counter({
+    name: 'ledgerline_admission_refusals_total',
+    help: 'Requests refused at once, recording nothing: overloaded (intake or backlog full), rate_limited, unavailable (Redis or PostgreSQL down)',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
   new Gauge({
     name: 'ledgerline_queue_jobs',
     help: 'Jobs per partition queue and state, read at scrape time',
@@ -64,5 +70,5 @@ export function createMetrics(opts: { dispatcher: Dispatcher; partitions: number
     if (!n) countOf.set(countKey, (n = requests.labels({ method, route, status: String(status) })));
     n.inc();
   };
-  return { registry, middleware, submissions };
+  return { registry, middleware, submissions, refusals };
 }

@@ -70,14 +70,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
 }
 
-const WorkerTimingSchema = z.object({
+const WorkerSettingsSchema = z.object({
+  METRICS_PORT: z.coerce.number().int().min(1).max(65535).optional(),
   LEASE_MS: z.coerce.number().int().min(500).max(600_000).default(LEASE_MS),
   CLAIM_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(CLAIM_INTERVAL_MS),
   SWEEP_AFTER_MS: z.coerce.number().int().min(100).max(3_600_000).default(SWEEP_AFTER_MS),
   SWEEP_INTERVAL_MS: z.coerce.number().int().min(50).max(600_000).default(SWEEP_INTERVAL_MS),
 });
 
-export type WorkerTiming = {
+export type WorkerSettings = {
+  /** Where /metrics is served; unset: not served. */
+  metricsPort: number | undefined;
   leaseMs: number;
   claimIntervalMs: number;
   sweepAfterMs: number;
@@ -85,15 +88,17 @@ export type WorkerTiming = {
 };
 
 /**
- * A worker's clocks: how long a lease lasts, how often it is renewed, and when the sweep re-drives
- * a transfer Redis lost. The defaults suit production; tests and operators may shorten them.
+ * A worker's own settings: its metrics port, and its clocks (how long a lease lasts, how often it
+ * is renewed, when the sweep re-drives a transfer Redis lost). The clocks' defaults suit
+ * production; tests and operators may shorten them.
  */
-export function loadWorkerTiming(env: NodeJS.ProcessEnv = process.env): WorkerTiming {
-  const e = parseEnv(WorkerTimingSchema, env);
+export function loadWorkerSettings(env: NodeJS.ProcessEnv = process.env): WorkerSettings {
+  const e = parseEnv(WorkerSettingsSchema, env);
   if (e.CLAIM_INTERVAL_MS * 2 > e.LEASE_MS) {
     throw new Error('invalid environment: CLAIM_INTERVAL_MS must be at most half of LEASE_MS');
   }
   return {
+    metricsPort: e.METRICS_PORT,
     leaseMs: e.LEASE_MS,
     claimIntervalMs: e.CLAIM_INTERVAL_MS,
     sweepAfterMs: e.SWEEP_AFTER_MS,

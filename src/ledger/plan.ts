@@ -72,6 +72,7 @@ export type SubBalanceWrite = {
 };
 export type TransferWrite = {
   id: string;
+  type: TransferType;
   statusBefore: TransferStatus;
   failureCodeBefore: FailureCode | null;
   status: TransferStatus;
@@ -370,6 +371,7 @@ export function plan(input: PlanInput): Plan {
     if (before.status === t.status && before.failureCode === t.failureCode) continue;
     transferWrites.push({
       id,
+      type: t.type,
       statusBefore: before.status,
       failureCodeBefore: before.failureCode,
       status: t.status,

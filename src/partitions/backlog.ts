@@ -26,3 +26,26 @@ export async function backlogLegs(
   );
   return new Map(res.rows.map((r) => [r.p, Number(r.n)]));
 }
+
+/**
+ * Per partition: how long its oldest waiting leg has waited, in seconds (0 when none waits).
+ * Each side is the first row of a sweep index.
+ */
+export async function oldestWaitingSeconds(
+  pool: Pick<pg.Pool, 'query'>,
+  partitions: readonly number[],
+): Promise<Map<number, number>> {
+  const res = await pool.query<{ p: number; s: number | null }>(
+    `SELECT p, extract(epoch FROM now() - least(
+              (SELECT min(accepted_at) FROM transfers
+                WHERE status = 'accepted' AND src_partition = p),
+              (SELECT min(debited_at) FROM transfers
+                WHERE status = 'debited' AND failure_code IS NULL AND dst_partition = p),
+              (SELECT min(debited_at) FROM transfers
+                WHERE status = 'debited' AND failure_code IS NOT NULL AND src_partition = p)
+            ))::float8 AS s
+       FROM unnest($1::int[]) AS p`,
+    [partitions],
+  );
+  return new Map(res.rows.map((r) => [r.p, Math.max(0, r.s ?? 0)]));
+}

@@ -13,6 +13,7 @@ import {
   JOB_STALLED_COUNT_MAX,
 } from '../config/limits';
 import { isProgrammerPgError, withClient } from '../db/db';
+import type { OwnerObserver } from './worker-metrics';
 import type { Leg, LegRef, LegToEnqueue } from '../domain/transfer';
 import { applyBatch, emptyMemory, FencedError, type Ownership } from '../ledger/apply';
 import type { Plan } from '../ledger/plan';
@@ -99,6 +100,7 @@ export class PartitionOwner {
       isLocal: (accountId: string) => boolean;
       tuning: OwnerTuning;
       hooks: OwnerHooks;
+      observer?: OwnerObserver;
       onFenced: (partition: number) => void;
       onFatal: (err: Error) => void;
     },
@@ -150,6 +152,7 @@ export class PartitionOwner {
     const envelope: Envelope = { remaining: legs.length, settled: false };
     for (const leg of legs) this.pending.push({ leg, envelope });
     this.stats.handedOff += legs.length;
+    this.deps.observer?.legsHandedOff(legs.length);
     this.scheduleFlush();
     return true;
   }
@@ -164,6 +167,7 @@ export class PartitionOwner {
       return Promise.reject(new UnrecoverableError(`not an envelope: ${JSON.stringify(raw)}`));
     }
     this.stats.envelopes += 1;
+    this.deps.observer?.envelopeReceived();
     const legs: LegRef[] = [];
     for (const item of parsed.data.legs) {
       const leg = parseLeg(item);
@@ -213,7 +217,13 @@ export class PartitionOwner {
           // On a graceful stop the legs already taken are still applied: the lease is ours
           // until release. If the partition was taken, the fence says so.
           await this.deps.hooks.beforeBatch?.(this.partition, legs);
+          const startedMs = performance.now();
           plan = await this.applyOnce(legs);
+          this.deps.observer?.batchApplied(
+            plan,
+            legs.length,
+            (performance.now() - startedMs) / 1000,
+          );
           this.count(plan, legs);
         }
         // Only after the commit and the forwarding of the next legs are the envelopes done.
@@ -226,6 +236,7 @@ export class PartitionOwner {
           // Nothing was written. The envelopes go back to BullMQ for whoever owns the partition
           // now; legs handed over in memory are re-driven by the new owner's sweep.
           this.stats.fencedBatches += 1;
+          this.deps.observer?.batchFenced();
           log.warn(
             { partition: this.partition, epoch: this.deps.own.epoch, legs: batch.length },
             'batch fenced out: another worker owns the partition now; nothing written',

@@ -16,6 +16,7 @@ import {
   POOL_SIZE_MAX,
 } from '../config/limits';
 import { createPool } from '../db/db';
+import { WorkerMetrics } from './worker-metrics';
 import { createProducerConnection, createWorkerConnection, Dispatcher } from '../queue/queues';
 import {
   claimFree,
@@ -64,6 +65,8 @@ export class WorkerProcess {
   private stopping = false;
   /** Totals of owners that have already stopped, so stats survive a partition moving away. */
   private readonly retired: OwnerStats = emptyStats();
+  /** Prometheus metrics of this process (workers/worker.ts serves them at METRICS_PORT). */
+  readonly metrics: WorkerMetrics;
 
   constructor(private readonly opts: WorkerProcessOptions) {
     this.id = opts.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
@@ -75,6 +78,10 @@ export class WorkerProcess {
     this.producer = createProducerConnection(opts.config.redisUrl);
     this.consumer = createWorkerConnection(opts.config.redisUrl);
     this.dispatcher = new Dispatcher(this.producer, opts.config.queuePrefix);
+    this.metrics = new WorkerMetrics({
+      pool: this.pool,
+      ownedPartitions: () => this.ownedPartitions(),
+    });
     this.leaseMs = opts.leaseMs ?? LEASE_MS;
     this.claimIntervalMs = opts.claimIntervalMs ?? CLAIM_INTERVAL_MS;
     this.tuning = {
@@ -181,6 +188,7 @@ export class WorkerProcess {
       isLocal: (accountId) => partitionOf(accountId, config.partitions) === claim.partition,
       tuning: this.tuning,
       hooks: this.opts.hooks ?? {},
+      observer: this.metrics,
       onFenced: (p) => void this.letGo(p, { release: false }),
       onFatal: (err) => {
         if (this.opts.onFatal) this.opts.onFatal(err);
@@ -201,14 +209,17 @@ export class WorkerProcess {
   ): Promise<void> {
     if (legs.length === 0) return;
     const viaRedis: LegToEnqueue[] = [];
+    let envelopesViaRedis = 0;
     for (const [partition, envelopes] of packEnvelopes(legs)) {
       const owner = this.owners.get(partition)?.owner;
       for (const envelope of envelopes) {
         if (owner?.handOff(envelope)) continue;
+        envelopesViaRedis += 1;
         for (const leg of envelope) viaRedis.push({ ...leg, partition });
       }
     }
     await this.dispatcher.enqueue(viaRedis, opts);
+    this.metrics.envelopesSent(envelopesViaRedis);
   }
 
   private async letGo(partition: number, opts: { release: boolean }): Promise<void> {

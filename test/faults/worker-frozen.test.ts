@@ -6,7 +6,7 @@ import { partitionOf } from '../../src/partitions/routing';
 import { drained, expectBalancesFromTransfers, expectInvariants } from '../support/invariants';
 import { FAULT_TIMING, allOwned, kill, startWorkerChild } from '../support/fleet';
 import type { Child } from '../support/processes';
-import { until } from '../support/servers';
+import { freePort, until } from '../support/servers';
 import { createTestEnv, deposit, transfer, type TestEnv } from '../support/test-env';
 
 let env: TestEnv;
@@ -31,7 +31,8 @@ async function owners(): Promise<Map<number, string>> {
 }
 
 it('the frozen worker is fenced out when it thaws; nothing is applied twice or lost', async () => {
-  const a = startWorkerChild(env.config);
+  const metricsPort = await freePort();
+  const a = startWorkerChild(env.config, { METRICS_PORT: String(metricsPort) });
   children.push(a);
   await allOwned(env.pool, env.config.partitions);
   const b = startWorkerChild(env.config);
@@ -100,6 +101,11 @@ it('the frozen worker is fenced out when it thaws; nothing is applied twice or l
   await loadDone;
 
   expect(fenced, a.output().slice(-2_000)).toBe(true);
+  // Its metrics count the fenced batch too.
+  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  expect(
+    Number(/^ledgerline_worker_fenced_batches_total (\d+)/m.exec(metrics)?.[1]),
+  ).toBeGreaterThan(0);
   // The thawed worker is alive and takes its share again.
   expect(a.proc.exitCode).toBeNull();
   await env.waitForFinal(submitted, 90_000);
