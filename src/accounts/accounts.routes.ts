@@ -2,6 +2,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { PAGE_SIZE_DEFAULT } from '../config/limits';
 import { requireScope } from '../http/auth';
+import { keysetCursor } from '../http/cursor';
 import { ApiError } from '../http/problem';
 import type pg from 'pg';
 import type { Config } from '../config/env';
@@ -12,19 +13,8 @@ import { parseAmount } from '../domain/money';
 import { createAccount, getAccount, listEntries } from './accounts.repository';
 import { AccountOut, CreateAccountBody, EntriesPage, accountJson } from './accounts.schemas';
 
-/** Cursors are opaque to clients: the entry sequence to continue below, base64url-encoded. */
-function encodeCursor(version: bigint): string {
-  return Buffer.from(`v${version}`).toString('base64url');
-}
-function decodeCursor(cursor: string): bigint {
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (!/^v[1-9][0-9]{0,18}$/.test(text)) {
-    throw new ApiError(400, 'validation_failed', 'cursor is not one this API returned', [
-      { path: 'cursor', message: 'invalid' },
-    ]);
-  }
-  return BigInt(text.slice(1));
-}
+/** The entry sequence to continue below. */
+const entriesCursor = keysetCursor('v');
 
 /** What the accounts routes need from the web process. */
 export type AccountsDeps = { config: Config; pool: pg.Pool };
@@ -108,7 +98,7 @@ export function accountsRouter(deps: AccountsDeps) {
   r.openapi(entries, async (c) => {
     const id = c.req.valid('param').id.toLowerCase();
     const { limit, cursor } = c.req.valid('query');
-    const beforeVersion = cursor === undefined ? null : decodeCursor(cursor);
+    const beforeVersion = cursor === undefined ? null : entriesCursor.decode(cursor);
     const account = await getAccount(deps.pool, id);
     if (!account) throw new ApiError(404, 'not_found', 'no such account');
     const page = await listEntries(deps.pool, {
@@ -127,7 +117,7 @@ export function accountsRouter(deps: AccountsDeps) {
           balance_after: e.balanceAfterMinor.toString(),
           created_at: e.createdAt.toISOString(),
         })),
-        next_cursor: page.more && last ? encodeCursor(last.accountVersion) : null,
+        next_cursor: page.more && last ? entriesCursor.encode(last.accountVersion) : null,
       },
       200,
     );

@@ -8,6 +8,7 @@ import { TrieRouter } from 'hono/router/trie-router';
 import type { RouterRoute } from 'hono/types';
 import { HTTPException } from 'hono/http-exception';
 import { accountsRouter } from '../accounts/accounts.routes';
+import { auditRouter, auditTrail } from '../audit/audit.routes';
 import { BODY_BYTES_MAX } from '../config/limits';
 import { transfersRouter } from '../transfers/transfers.routes';
 import { adminRouter, queueDashboard } from './admin.routes';
@@ -36,7 +37,7 @@ export function createApp(deps: HttpDeps) {
 
   app.use('*', deps.metrics.middleware);
   app.use('*', readBody({ maxBytes: BODY_BYTES_MAX }));
-  app.use('/v1/*', authenticate(deps.keys), rateLimit(deps.rateLimit));
+  app.use('/v1/*', authenticate(deps.keys), auditTrail(deps.audit), rateLimit(deps.rateLimit));
   // The dashboard's static files are the published package's own (scripts, styles, labels):
   // nothing secret, and some of the page's own requests for them carry no credentials.
   app.use(
@@ -75,6 +76,7 @@ export function createApp(deps: HttpDeps) {
   app.route('/', accountsRouter(deps));
   app.route('/', transfersRouter({ ...deps, submissions: deps.metrics.submissions }));
   app.route('/', adminRouter(deps));
+  app.route('/', auditRouter(deps));
   app.route(QUEUE_DASHBOARD_PATH, queueDashboard(deps, QUEUE_DASHBOARD_PATH));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', {

@@ -1,4 +1,5 @@
 // What the web process hands its routers: one object, each router taking the part it needs.
+import type { AuditLog } from '../audit/audit.repository';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Config } from '../config/env';
@@ -20,6 +21,7 @@ export type HttpDeps = {
   reader: TransferReader;
   admission: Admission;
   keys: KeyStore;
+  audit: AuditLog;
   metrics: Metrics;
   rateLimit: { perSecond: number; burst: number };
 };

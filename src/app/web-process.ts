@@ -8,6 +8,7 @@ import {
   SUBMIT_WAITING_COMMANDS_MAX,
 } from '../config/limits';
 import { Admission } from '../transfers/admission';
+import { AuditLog } from '../audit/audit.repository';
 import { createPool } from '../db/db';
 import { createProducerConnection, Dispatcher } from '../queue/queues';
 import { Submitter } from '../transfers/submit';
@@ -64,6 +65,7 @@ export async function createWebProcess(
     reader: new TransferReader(pool),
     admission,
     keys: new KeyStore(pool, config.adminApiKey),
+    audit: new AuditLog(pool),
     metrics: createMetrics({ dispatcher, partitions: config.partitions }),
     rateLimit: config.rateLimit,
   };

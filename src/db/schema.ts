@@ -245,3 +245,23 @@ export const interestRuns = pgTable('interest_runs', {
   annualRateBps: integer('annual_rate_bps').notNull(),
   createdAt: tstz('created_at').notNull().defaultNow(),
 });
+
+/**
+ * Append-only audit trail: one row per request that asked to change state (accounts, money
+ * movements, reversals, keys, interest runs), whatever its answer. Never a secret: the key's id,
+ * not the key; the action and its target, not the body.
+ */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    id: bigserial('id', { mode: 'bigint' }).primaryKey(),
+    at: tstz('at').notNull().defaultNow(),
+    /** `api_keys.id`, or `admin` for ADMIN_API_KEY. */
+    apiKeyId: text('api_key_id').notNull(),
+    action: text('action').notNull(),
+    targetId: text('target_id'),
+    requestId: text('request_id').notNull(),
+    status: integer('status').notNull(),
+  },
+  (t) => [check('audit_events_status', sql`${t.status} BETWEEN 100 AND 599`)],
+);

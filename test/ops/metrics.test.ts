@@ -85,12 +85,12 @@ it('every worker family appears at METRICS_PORT and moves under load', async () 
     const a = (await env.account()).id;
     (childPartitions.includes(partitionOf(a, 4)) ? payers : payees).push(a);
   }
-  const funded = await env.submit(payers.map((id) => deposit(id, 1_000n)));
+  const funded = await env.submit(payers.slice(0, 3).map((id) => deposit(id, 1_000n)));
   await env.waitForFinal(funded.map((t) => t.id));
   const paused = [0, 1, 2, 3].filter((p) => !childPartitions.includes(p));
   for (const p of paused) await env.dispatcher.queue(p).pause();
   const moves = await env.submit([
-    ...payers.map((from, i) => transfer(from, payees[i]!, 100n)),
+    ...payers.slice(0, 3).map((from, i) => transfer(from, payees[i]!, 100n)),
     transfer(payers[0]!, payees[0]!, 1_000_000n), // insufficient_funds
   ]);
   await until('money in flight', async () => {
