@@ -86,32 +86,56 @@ export async function listEntries(
   pool: pg.Pool,
   opts: { accountId: string; partition: number; limit: number; beforeVersion: bigint | null },
 ): Promise<{ entries: EntryView[]; more: boolean }> {
-  const res = await pool.query<{
-    transfer_id: string;
-    type: TransferType;
-    amount: string;
-    balance_after: string;
-    created_at: Date;
-    account_version: string;
-  }>(
-    `SELECT e.transfer_id, t.type, e.amount, e.balance_after, e.created_at, e.account_version
-       FROM ledger_entries e JOIN transfers t ON t.id = e.transfer_id
+  const res = await pool.query<EntryRow>(
+    `${ENTRY_SELECT}
       WHERE e.account_id = $1 AND e.partition = $2
         AND ($3::bigint IS NULL OR e.account_version < $3::bigint)
       ORDER BY e.account_version DESC
       LIMIT $4`,
     [opts.accountId, opts.partition, opts.beforeVersion?.toString() ?? null, opts.limit + 1],
   );
-  const rows = res.rows.slice(0, opts.limit);
   return {
     more: res.rows.length > opts.limit,
-    entries: rows.map((r) => ({
-      transferId: r.transfer_id,
-      type: r.type,
-      amountMinor: BigInt(r.amount),
-      balanceAfterMinor: BigInt(r.balance_after),
-      createdAt: r.created_at,
-      accountVersion: BigInt(r.account_version),
-    })),
+    entries: res.rows.slice(0, opts.limit).map(toEntryView),
+  };
+}
+
+/** Oldest first, after a sequence number: what an event stream sends next. */
+export async function entriesAfter(
+  pool: pg.Pool,
+  opts: { accountId: string; partition: number; afterVersion: bigint; limit: number },
+): Promise<EntryView[]> {
+  const res = await pool.query<EntryRow>({
+    name: 'ledgerline_entries_after',
+    text: `${ENTRY_SELECT}
+            WHERE e.account_id = $1 AND e.partition = $2 AND e.account_version > $3::bigint
+            ORDER BY e.account_version
+            LIMIT $4`,
+    values: [opts.accountId, opts.partition, opts.afterVersion.toString(), opts.limit],
+  });
+  return res.rows.map(toEntryView);
+}
+
+const ENTRY_SELECT = `SELECT e.transfer_id, t.type, e.amount, e.balance_after, e.created_at,
+                             e.account_version
+                        FROM ledger_entries e JOIN transfers t ON t.id = e.transfer_id`;
+
+type EntryRow = {
+  transfer_id: string;
+  type: TransferType;
+  amount: string;
+  balance_after: string;
+  created_at: Date;
+  account_version: string;
+};
+
+function toEntryView(r: EntryRow): EntryView {
+  return {
+    transferId: r.transfer_id,
+    type: r.type,
+    amountMinor: BigInt(r.amount),
+    balanceAfterMinor: BigInt(r.balance_after),
+    createdAt: r.created_at,
+    accountVersion: BigInt(r.account_version),
   };
 }

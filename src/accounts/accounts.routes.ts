@@ -11,7 +11,13 @@ import { IdParam, PageQuery, problemResponses } from '../http/schemas';
 import { partitionOf } from '../partitions/routing';
 import { parseAmount } from '../domain/money';
 import { createAccount, getAccount, listEntries } from './accounts.repository';
-import { AccountOut, CreateAccountBody, EntriesPage, accountJson } from './accounts.schemas';
+import {
+  AccountOut,
+  CreateAccountBody,
+  EntriesPage,
+  accountJson,
+  entryJson,
+} from './accounts.schemas';
 
 /** The entry sequence to continue below. */
 const entriesCursor = keysetCursor('v');
@@ -57,6 +63,7 @@ export function accountsRouter(deps: AccountsDeps) {
       currency: b.currency,
       overdraftLimit,
     });
+    c.set('auditTarget', account.id);
     return c.json(accountJson(account), 201, { Location: `/v1/accounts/${account.id}` });
   });
 
@@ -110,13 +117,7 @@ export function accountsRouter(deps: AccountsDeps) {
     const last = page.entries[page.entries.length - 1];
     return c.json(
       {
-        data: page.entries.map((e) => ({
-          transfer_id: e.transferId,
-          type: e.type,
-          amount: e.amountMinor.toString(),
-          balance_after: e.balanceAfterMinor.toString(),
-          created_at: e.createdAt.toISOString(),
-        })),
+        data: page.entries.map(entryJson),
         next_cursor: page.more && last ? entriesCursor.encode(last.accountVersion) : null,
       },
       200,

@@ -3,7 +3,7 @@ import { z } from '@hono/zod-openapi';
 import { HOLDER_LENGTH_MAX } from '../config/limits';
 import { AmountIn, AmountOut, Currency, Id, StorableText } from '../http/schemas';
 import { TRANSFER_TYPES } from '../domain/transfer';
-import type { Account } from './accounts.repository';
+import type { Account, EntryView } from './accounts.repository';
 
 export const CreateAccountBody = z
   .strictObject({
@@ -46,6 +46,16 @@ export const EntryOut = z
     created_at: z.string(),
   })
   .openapi('Entry');
+
+export function entryJson(e: EntryView): z.infer<typeof EntryOut> {
+  return {
+    transfer_id: e.transferId,
+    type: e.type,
+    amount: e.amountMinor.toString(),
+    balance_after: e.balanceAfterMinor.toString(),
+    created_at: e.createdAt.toISOString(),
+  };
+}
 
 export const EntriesPage = z
   .object({ data: z.array(EntryOut), next_cursor: z.string().nullable() })

@@ -85,6 +85,7 @@ export function adminRouter(deps: HttpDeps) {
       [b.name, hashSecret(secret), scopes],
     );
     const row = res.rows[0]!;
+    c.set('auditTarget', row.id);
     return c.json(
       { id: row.id, name: b.name, scopes, secret, created_at: row.created_at.toISOString() },
       201,
@@ -126,6 +127,7 @@ export function adminRouter(deps: HttpDeps) {
         `the run for ${b.as_of} was made at ${result.annualRateBps} bps`,
       );
     }
+    c.set('auditTarget', b.as_of);
     return c.json(
       {
         as_of: b.as_of,

@@ -7,6 +7,7 @@ import { except } from 'hono/combine';
 import { TrieRouter } from 'hono/router/trie-router';
 import type { RouterRoute } from 'hono/types';
 import { HTTPException } from 'hono/http-exception';
+import { accountEventsRouter } from '../accounts/account-events';
 import { accountsRouter } from '../accounts/accounts.routes';
 import { auditRouter, auditTrail } from '../audit/audit.routes';
 import { BODY_BYTES_MAX } from '../config/limits';
@@ -74,6 +75,7 @@ export function createApp(deps: HttpDeps) {
   );
 
   app.route('/', accountsRouter(deps));
+  app.route('/', accountEventsRouter({ ...deps, watcher: deps.waiter }));
   app.route('/', transfersRouter({ ...deps, submissions: deps.metrics.submissions }));
   app.route('/', adminRouter(deps));
   app.route('/', auditRouter(deps));

@@ -90,6 +90,8 @@ export async function createWebProcess(
       }
       await dispatcher.close();
       redis.disconnect();
+      // The trail's last rows, once no request can add more.
+      await deps.audit.flush().catch(() => {});
       await pool.end();
     },
   };

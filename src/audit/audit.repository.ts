@@ -1,6 +1,8 @@
-// The audit trail in PostgreSQL: rows written together (requests answered in the same tick share
-// one INSERT), read newest first by keyset.
+// The audit trail in PostgreSQL: rows written in the background in one INSERT per interval, read
+// newest first by keyset.
 import type pg from 'pg';
+import { AUDIT_BUFFER_EVENTS_MAX, AUDIT_FLUSH_INTERVAL_MS } from '../config/limits';
+import { log } from '../shared/log';
 
 export type AuditEvent = {
   apiKeyId: string;
@@ -11,32 +13,52 @@ export type AuditEvent = {
 };
 export type StoredAuditEvent = AuditEvent & { id: bigint; at: Date };
 
-type Pending = { event: AuditEvent; resolve: () => void; reject: (err: Error) => void };
-
 /**
- * Writes audit rows. `record` resolves once the row has committed, so a request is answered
- * only after its audit row is durable; rows recorded in one tick share one INSERT.
+ * Writes audit rows in the background: `record` only buffers, and the buffer is written in one
+ * INSERT every AUDIT_FLUSH_INTERVAL_MS (and at stop), so the trail costs a request no round trip.
+ * The price: a web process killed without warning loses at most that interval's rows (a money
+ * movement itself still names its key in its transfer row). Past AUDIT_BUFFER_EVENTS_MAX rows
+ * waiting (PostgreSQL down), the oldest are dropped, counted and logged, never the process.
  */
 export class AuditLog {
-  private pending: Pending[] = [];
-  private scheduled = false;
+  private buffer: AuditEvent[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  dropped = 0;
 
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly opts = {
+      flushIntervalMs: AUDIT_FLUSH_INTERVAL_MS,
+      bufferEventsMax: AUDIT_BUFFER_EVENTS_MAX,
+    },
+  ) {}
 
-  record(event: AuditEvent): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.pending.push({ event, resolve, reject });
-      if (this.scheduled) return;
-      this.scheduled = true;
-      setImmediate(() => void this.flush());
-    });
+  record(event: AuditEvent): void {
+    if (this.buffer.length >= this.opts.bufferEventsMax) {
+      this.buffer.shift();
+      this.dropped += 1;
+    }
+    this.buffer.push(event);
+    this.timer ??= setTimeout(() => {
+      this.timer = undefined;
+      this.flushing = this.flushing.then(() => this.write());
+    }, this.opts.flushIntervalMs);
   }
 
-  private async flush(): Promise<void> {
-    this.scheduled = false;
-    const batch = this.pending;
-    this.pending = [];
-    const column = <T>(f: (e: AuditEvent) => T) => batch.map((p) => f(p.event));
+  /** Writes whatever is buffered now; at stop, and in tests that read the trail at once. */
+  async flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.flushing = this.flushing.then(() => this.write());
+    await this.flushing;
+  }
+
+  private async write(): Promise<void> {
+    if (this.buffer.length === 0) return;
+    const batch = this.buffer;
+    this.buffer = [];
+    const column = <T>(f: (e: AuditEvent) => T) => batch.map(f);
     try {
       await this.pool.query({
         name: 'ledgerline_audit_insert',
@@ -50,9 +72,22 @@ export class AuditLog {
           column((e) => e.status),
         ],
       });
-      for (const p of batch) p.resolve();
     } catch (err) {
-      for (const p of batch) p.reject(err as Error);
+      // Kept for the next write, in order, within the bound.
+      this.buffer = [...batch, ...this.buffer];
+      const over = this.buffer.length - this.opts.bufferEventsMax;
+      if (over > 0) {
+        this.buffer.splice(0, over);
+        this.dropped += over;
+      }
+      log.warn(
+        { message: (err as Error).message, waiting: this.buffer.length, dropped: this.dropped },
+        'audit rows not written yet',
+      );
+      this.timer ??= setTimeout(() => {
+        this.timer = undefined;
+        this.flushing = this.flushing.then(() => this.write());
+      }, this.opts.flushIntervalMs);
     }
   }
 }

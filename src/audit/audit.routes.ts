@@ -25,8 +25,8 @@ const ACTIONS: Record<string, string> = {
 const REQUEST_ID = /^[\x21-\x7e]{1,200}$/;
 
 /**
- * Records every authenticated request that asks to change state, whatever its answer, before the
- * answer leaves: who (the key's id, never the key), what, its target, the request id, the status.
+ * Records every authenticated request that asks to change state, whatever its answer: who (the
+ * key's id, never the key), what, its target (set by the route), the request id, the status.
  * Refusals that shed load (429, 503) are counted in metrics instead: writing them would add work
  * exactly when the service is shedding it.
  */
@@ -44,13 +44,8 @@ export function auditTrail(log: AuditLog): MiddlewareHandler<AuthEnv> {
     const status = c.res.status;
     const action = ACTIONS[`${c.req.method} ${c.req.routePath}`];
     if (!action || status === 429 || status === 503) return;
-    let targetId: string | null = c.req.param('id') ?? null;
-    if (status < 300 && c.res.headers.get('content-type')?.includes('json')) {
-      const body = (await c.res.clone().json()) as { id?: unknown; as_of?: unknown };
-      const created = body.id ?? body.as_of;
-      if (typeof created === 'string') targetId = created;
-    }
-    await log.record({
+    const targetId = c.get('auditTarget') ?? c.req.param('id') ?? null;
+    log.record({
       apiKeyId: c.get('principal').keyId,
       action,
       targetId,

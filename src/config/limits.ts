@@ -88,6 +88,16 @@ export const IDLE_IN_TRANSACTION_MS = 2_000;
 export const POOL_SIZE_MAX = 10;
 export const PARTITIONS_MAX = 1024;
 
+/** The audit trail is written in the background, once per interval, with a bounded buffer. */
+export const AUDIT_FLUSH_INTERVAL_MS = 100;
+export const AUDIT_BUFFER_EVENTS_MAX = 50_000;
+
+/** Account event streams (SSE): per web process, per stream. */
+export const EVENT_STREAMS_MAX = 1_000;
+export const EVENT_STREAM_HEARTBEAT_MS = 15_000;
+export const EVENT_STREAM_LIFETIME_MS = 60 * 60 * 1_000;
+export const EVENT_STREAM_BATCH_ENTRIES_MAX = 500;
+
 /** HTTP. */
 export const API_KEY_CACHE_MS = 5_000;
 /** Secrets remembered at once (known and unknown); past it the cache starts again empty. */

@@ -10,7 +10,13 @@ export const SCOPES = ['accounts:write', 'transfers:write', 'read', 'admin'] as 
 export type Scope = (typeof SCOPES)[number];
 
 export type Principal = { keyId: string; name: string; scopes: ReadonlySet<Scope> };
-export type AuthEnv = { Variables: { principal: Principal } };
+export type AuthEnv = {
+  Variables: {
+    principal: Principal;
+    /** What a state-changing request created or acted on, for the audit trail. */
+    auditTarget?: string;
+  };
+};
 
 export const ADMIN_KEY_ID = 'admin';
 

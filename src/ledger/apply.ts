@@ -50,6 +50,8 @@ export function emptyMemory(): OwnerMemory {
 
 /** Where notifications of final transfers go; the intake's long-poll listens here. */
 export const TRANSFER_FINAL_CHANNEL = 'ledgerline_transfer_final';
+/** Accounts that have new ledger entries; the web's event streams listen. */
+export const ACCOUNT_ENTRIES_CHANNEL = 'ledgerline_account_entries';
 /** NOTIFY payloads must stay under 8,000 bytes; a uuid plus a comma is 37. */
 const NOTIFY_IDS_MAX = 200;
 
@@ -203,29 +205,38 @@ export async function applyBatch(
     remembered.version = w.version;
   }
   memory.applySeq = p.applySeqAfter;
-  await announceFinal(client, p);
+  await announce(client, p);
   return p;
 }
 
 /**
- * Wakes the long-polls of the transfers this batch finished. Sent after the commit, on its own:
- * a NOTIFY inside the batch would take PostgreSQL's one notify lock across the commit's WAL
- * flush and line up every partition's commits behind it. Lost (a crash right after the commit),
- * it costs a waiting client the rest of its wait, never a transfer.
+ * Wakes the long-polls of the transfers this batch finished, and the event streams of the
+ * accounts it posted to. Sent after the commit, on its own: a NOTIFY inside the batch would take
+ * PostgreSQL's one notify lock across the commit's WAL flush and line up every partition's
+ * commits behind it. Lost (a crash right after the commit), it costs a waiting client the rest of
+ * its wait, never a transfer or an event (streams read the entries themselves).
  */
-async function announceFinal(client: pg.PoolClient, p: Plan): Promise<void> {
+async function announce(client: pg.PoolClient, p: Plan): Promise<void> {
   const finished = p.transferWrites
     .filter((w) => w.status === 'completed' || w.status === 'failed')
     .map((w) => w.id);
-  if (finished.length === 0) return;
+  const posted = [...new Set(p.entries.map((e) => e.accountId))];
+  const channels: string[] = [];
   const payloads: string[] = [];
-  for (let i = 0; i < finished.length; i += NOTIFY_IDS_MAX) {
-    payloads.push(finished.slice(i, i + NOTIFY_IDS_MAX).join(','));
+  for (const [channel, ids] of [
+    [TRANSFER_FINAL_CHANNEL, finished],
+    [ACCOUNT_ENTRIES_CHANNEL, posted],
+  ] as const) {
+    for (let i = 0; i < ids.length; i += NOTIFY_IDS_MAX) {
+      channels.push(channel);
+      payloads.push(ids.slice(i, i + NOTIFY_IDS_MAX).join(','));
+    }
   }
+  if (payloads.length === 0) return;
   await client.query({
-    name: 'ledgerline_announce_final',
-    text: 'SELECT count(pg_notify($1, ids)::text) FROM unnest($2::text[]) AS ids',
-    values: [TRANSFER_FINAL_CHANNEL, payloads],
+    name: 'ledgerline_announce',
+    text: 'SELECT count(pg_notify(ch, ids)::text) FROM unnest($1::text[], $2::text[]) AS x(ch, ids)',
+    values: [channels, payloads],
   });
 }
 

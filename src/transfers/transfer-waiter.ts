@@ -2,13 +2,14 @@
 // transfers become final, so a waiting request never polls the database in a loop.
 import pg from 'pg';
 import { LONG_POLL_WAITERS_MAX } from '../config/limits';
-import { TRANSFER_FINAL_CHANNEL } from '../ledger/apply';
+import { ACCOUNT_ENTRIES_CHANNEL, TRANSFER_FINAL_CHANNEL } from '../ledger/apply';
 
 const RECONNECT_DELAY_MS = 1_000;
 
 export class TransferWaiter {
   private client: pg.Client | undefined;
   private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly accountWatchers = new Map<string, Set<() => void>>();
   private count = 0;
   private stopped = false;
 
@@ -17,13 +18,17 @@ export class TransferWaiter {
   async start(): Promise<void> {
     const client = new pg.Client({ connectionString: this.databaseUrl });
     client.on('notification', (msg) => {
-      if (msg.channel !== TRANSFER_FINAL_CHANNEL || !msg.payload) return;
-      for (const id of msg.payload.split(',')) this.wake(id);
+      if (!msg.payload) return;
+      if (msg.channel === TRANSFER_FINAL_CHANNEL) {
+        for (const id of msg.payload.split(',')) this.wake(id);
+      } else if (msg.channel === ACCOUNT_ENTRIES_CHANNEL) {
+        for (const id of msg.payload.split(',')) this.accountWatchers.get(id)?.forEach((f) => f());
+      }
     });
     client.on('error', () => this.lost(client));
     client.on('end', () => this.lost(client));
     await client.connect();
-    await client.query(`LISTEN ${TRANSFER_FINAL_CHANNEL}`);
+    await client.query(`LISTEN ${TRANSFER_FINAL_CHANNEL}; LISTEN ${ACCOUNT_ENTRIES_CHANNEL}`);
     this.client = client;
   }
 
@@ -32,6 +37,7 @@ export class TransferWaiter {
     this.client = undefined;
     // Notifications sent while we were away are lost: wake everyone so they read the row again.
     for (const id of [...this.waiters.keys()]) this.wake(id);
+    for (const set of this.accountWatchers.values()) set.forEach((f) => f());
     void this.reconnect();
   }
 
@@ -72,6 +78,20 @@ export class TransferWaiter {
     };
     void done.then(() => clearTimeout(timer));
     return { done, cancel };
+  }
+
+  /**
+   * Calls `onEntries` whenever the account may have new ledger entries (and when the LISTEN
+   * connection was lost, so the caller reads again). Returns the unsubscribe.
+   */
+  watchAccount(accountId: string, onEntries: () => void): () => void {
+    const set = this.accountWatchers.get(accountId) ?? new Set();
+    set.add(onEntries);
+    this.accountWatchers.set(accountId, set);
+    return () => {
+      set.delete(onEntries);
+      if (set.size === 0) this.accountWatchers.delete(accountId);
+    };
   }
 
   private wake(id: string): void {

@@ -146,6 +146,7 @@ function respond(c: Context<AuthEnv>, deps: TransfersDeps, type: string, result:
     case 'replayed': {
       const headers: Record<string, string> = { Location: `/v1/transfers/${result.transfer.id}` };
       if (result.kind === 'replayed') headers['Idempotent-Replayed'] = 'true';
+      c.set('auditTarget', result.transfer.id);
       return c.json(transferJson(result.transfer), result.kind === 'accepted' ? 202 : 200, headers);
     }
     case 'idempotency_key_reused':

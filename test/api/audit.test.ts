@@ -72,6 +72,8 @@ it('records each kind of change with the right key, and pages newest first for a
   await teller('GET', `/v1/accounts/${a}`);
   expect((await teller('GET', '/v1/audit-events')).status).toBe(403);
 
+  // Written in the background: what the web holds now, written now.
+  await web.deps.audit.flush();
   // Paged two at a time, newest first, every row once.
   const rows: any[] = [];
   let cursor: string | null = null;
@@ -107,6 +109,32 @@ it('records each kind of change with the right key, and pages newest first for a
     expect(j).not.toContain(ADMIN);
     expect(j).not.toContain(key.json.secret);
   }
+});
+
+it('rows wait in the buffer while PostgreSQL refuses them, and are written, in order, later', async () => {
+  const { AuditLog } = await import('../../src/audit/audit.repository');
+  const log = new AuditLog(env.pool, { flushIntervalMs: 10, bufferEventsMax: 3 });
+  await env.pool.query(`ALTER TABLE audit_events RENAME TO audit_events_away`);
+  try {
+    for (const n of [1, 2, 3, 4]) {
+      log.record({
+        apiKeyId: 'k',
+        action: `test.${n}`,
+        targetId: null,
+        requestId: `r${n}`,
+        status: 200,
+      });
+    }
+    await log.flush();
+    expect(log.dropped).toBe(1);
+  } finally {
+    await env.pool.query(`ALTER TABLE audit_events_away RENAME TO audit_events`);
+  }
+  await log.flush();
+  const rows = await env.pool.query(
+    `SELECT action FROM audit_events WHERE action LIKE 'test.%' ORDER BY id`,
+  );
+  expect(rows.rows.map((r) => r.action)).toEqual(['test.2', 'test.3', 'test.4']);
 });
 
 it('the trail is append-only in the database itself', async () => {

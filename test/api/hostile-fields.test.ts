@@ -34,6 +34,10 @@ const BASES: Record<string, () => Base> = {
     body: { holder: 'h', currency: 'EUR', overdraft_limit: '0' },
   }),
   'GET /v1/accounts/{id}': () => ({ path: { id: ids.account }, query: {} }),
+  'GET /v1/accounts/{id}/events': () => ({
+    path: { id: ids.account },
+    query: { last_event_id: '1' },
+  }),
   'GET /v1/accounts/{id}/entries': () => ({
     path: { id: ids.account },
     query: { limit: '2', cursor: '' },
@@ -258,6 +262,11 @@ describe('every string field and header of every endpoint', () => {
           const res = await web.app.request(url, { method, headers, body: text });
           const where = `${method} ${url} ${slot.kind}:${slot.name}=${JSON.stringify(value).slice(0, 80)}`;
           expect(res.status, where).toBeLessThan(500);
+          if (res.headers.get('content-type')?.includes('text/event-stream')) {
+            // An event stream that was accepted never ends by itself: hang up.
+            await res.body?.cancel();
+            return;
+          }
           if (slot.kind === 'repeat') expect([400, 413], where).toContain(res.status);
           const answer = (await res.json()) as Record<string, unknown>;
           if (res.status >= 400) {

@@ -5,6 +5,7 @@ import { applyBatch } from '../../src/ledger/apply';
 import { ensurePartitionRows, steal } from '../../src/partitions/leases';
 import { partitionOf } from '../../src/partitions/routing';
 import { ENVELOPE_JOB_NAME, queueName } from '../../src/queue/queues';
+import { until } from '../support/servers';
 import { expectInvariants, drained } from '../support/invariants';
 import {
   FAST_TUNING,
@@ -346,6 +347,10 @@ it('bad legs in an envelope fail alone: the good legs travelling with them are a
   const worker = await env.startWorker();
   const final = await env.waitForFinal(good);
   expect(final.map((t) => t.status)).toEqual(['completed', 'completed', 'completed']);
+  // The rows are final at the commit; the worker counts the unknown leg a moment later.
+  await until('the rejected legs counted', () => worker.stats().rejectedLegs >= 4, 5_000).catch(
+    () => {},
+  );
   expect(worker.stats().rejectedLegs).toBe(4);
   const job = await env.dispatcher.queue(p).getJob('mixed');
   expect(await job!.isCompleted()).toBe(true);

@@ -74,4 +74,4 @@ it(`${TRANSFERS} transfers complete exactly once while a worker is killed every 
   await drained(env.pool);
   await expectInvariants(env.pool, { submittedIds: ids });
   await expectBalancesFromTransfers(env.pool);
-});
+}, 300_000);
