@@ -14,6 +14,7 @@ import { listAuditEvents, type AuditLog } from './audit.repository';
 /** What each state-changing route is called in the trail; other requests are not recorded. */
 const ACTIONS: Record<string, string> = {
   'POST /v1/accounts': 'account.create',
+  'POST /v1/accounts/:id/close': 'account.close',
   'POST /v1/deposits': 'deposit.create',
   'POST /v1/withdrawals': 'withdrawal.create',
   'POST /v1/transfers': 'transfer.create',

@@ -86,7 +86,7 @@ export const transfers = pgTable(
   {
     id: uuid('id').primaryKey(),
     type: text('type', {
-      enum: ['deposit', 'withdrawal', 'transfer', 'reversal', 'interest'],
+      enum: ['deposit', 'withdrawal', 'transfer', 'reversal', 'interest', 'close'],
     }).notNull(),
     fromAccountId: uuid('from_account_id'),
     toAccountId: uuid('to_account_id'),
@@ -102,6 +102,7 @@ export const transfers = pgTable(
         'currency_mismatch',
         'insufficient_funds',
         'balance_overflow',
+        'account_not_empty',
       ],
     }),
     description: text('description'),
@@ -117,10 +118,14 @@ export const transfers = pgTable(
     finishedAt: tstz('finished_at'),
   },
   (t) => [
-    check('transfers_amount_positive', sql`${t.amount} > 0`),
+    // A close moves no money: its amount is 0; every movement's is positive.
+    check(
+      'transfers_amount_positive',
+      sql`CASE WHEN ${t.type} = 'close' THEN ${t.amount} = 0 ELSE ${t.amount} > 0 END`,
+    ),
     check(
       'transfers_type',
-      sql`${t.type} IN ('deposit', 'withdrawal', 'transfer', 'reversal', 'interest')`,
+      sql`${t.type} IN ('deposit', 'withdrawal', 'transfer', 'reversal', 'interest', 'close')`,
     ),
     // The shape each leg relies on: who pays and who is paid, by type; never oneself.
     check(
@@ -129,6 +134,7 @@ export const transfers = pgTable(
             WHEN 'deposit' THEN ${t.fromAccountId} IS NULL AND ${t.toAccountId} IS NOT NULL
             WHEN 'interest' THEN ${t.fromAccountId} IS NULL AND ${t.toAccountId} IS NOT NULL
             WHEN 'withdrawal' THEN ${t.fromAccountId} IS NOT NULL AND ${t.toAccountId} IS NULL
+            WHEN 'close' THEN ${t.fromAccountId} IS NOT NULL AND ${t.toAccountId} IS NULL
             ELSE ${t.fromAccountId} IS NOT NULL AND ${t.toAccountId} IS NOT NULL
                  AND ${t.fromAccountId} <> ${t.toAccountId}
           END`,
@@ -136,7 +142,7 @@ export const transfers = pgTable(
     check('transfers_status', sql`${t.status} IN ('accepted', 'debited', 'completed', 'failed')`),
     check(
       'transfers_failure_code',
-      sql`${t.failureCode} IN ('account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds', 'balance_overflow')`,
+      sql`${t.failureCode} IN ('account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds', 'balance_overflow', 'account_not_empty')`,
     ),
     check(
       'transfers_failed_has_code',

@@ -6,6 +6,8 @@ export const TRANSFER_TYPES = [
   'transfer',
   'reversal',
   'interest',
+  /** Not a movement: the account's owner closes it, in its order; amount 0, posts nothing. */
+  'close',
 ] as const;
 export type TransferType = (typeof TRANSFER_TYPES)[number];
 
@@ -40,6 +42,7 @@ export const FAILURE_CODES = [
   'currency_mismatch',
   'insufficient_funds',
   'balance_overflow',
+  'account_not_empty',
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
 

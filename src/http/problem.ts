@@ -14,6 +14,7 @@ export const PROBLEM_CODES = [
   'unavailable',
   'overloaded',
   'method_not_allowed',
+  'account_not_empty',
   'internal_error',
 ] as const;
 export type ProblemCode = (typeof PROBLEM_CODES)[number];
@@ -30,6 +31,7 @@ const TITLES: Record<ProblemCode, string> = {
   unavailable: 'A dependency is unavailable; retry with the same Idempotency-Key',
   overloaded: 'Too much traffic for now; retry after the Retry-After seconds',
   method_not_allowed: 'The path does not answer this method; see the Allow header',
+  account_not_empty: 'Only an account with a zero balance can be closed',
   internal_error: 'Internal error',
 };
 

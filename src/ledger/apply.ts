@@ -197,6 +197,7 @@ export async function applyBatch(
     assert(remembered, `account ${w.id} was written but never read`);
     remembered.balance = w.balance;
     remembered.version = w.version;
+    remembered.status = w.status;
   }
   for (const w of p.subBalanceWrites) {
     const remembered = memory.subBalances.get(w.key);
@@ -314,8 +315,9 @@ async function write(
      accts AS (
        -- The version guard asserts the single-writer rule: if anyone else wrote the row since
        -- we read it, the count differs and the whole batch rolls back.
-       UPDATE accounts a SET balance = x.b, version = x.v
-         FROM unnest($11::uuid[], $12::bigint[], $13::bigint[], $14::bigint[]) AS x(id, b, v, vb),
+       UPDATE accounts a SET balance = x.b, version = x.v, status = x.st
+         FROM unnest($11::uuid[], $12::bigint[], $13::bigint[], $14::bigint[], $28::text[])
+              AS x(id, b, v, vb, st),
               fence
         WHERE a.id = x.id AND a.version = x.vb
        RETURNING 1),
@@ -377,6 +379,7 @@ async function write(
       p.appliedLegs.map((a) => a.transferId),
       p.appliedLegs.map((a) => a.leg),
       p.appliedLegs.map((a) => a.outcome),
+      p.accountWrites.map((w) => w.status),
     ],
   });
   const counts = res.rows[0]!;

@@ -61,7 +61,13 @@ export type Entry = {
   balanceAfter: bigint;
   accountVersion: bigint;
 };
-export type AccountWrite = { id: string; balance: bigint; version: bigint; versionBefore: bigint };
+export type AccountWrite = {
+  id: string;
+  balance: bigint;
+  version: bigint;
+  versionBefore: bigint;
+  status: 'open' | 'closed';
+};
 export type SubBalanceWrite = {
   /** `systemKey(name, currency)`. */
   key: string;
@@ -199,6 +205,14 @@ export function plan(input: PlanInput): Plan {
     return sub;
   };
 
+  /** A status change only: no entry, so the version (the entry count) stays. */
+  const closeAccount = (account: AccountState) => {
+    assert(input.isLocal(account.id), `account ${account.id} is not on partition ${partition}`);
+    if (!accountVersionBefore.has(account.id))
+      accountVersionBefore.set(account.id, account.version);
+    account.status = 'closed';
+  };
+
   const postSystem = (t: TransferState, leg: Leg, name: SystemName, amount: bigint) => {
     const sub = subOf(name, t.currency);
     sub.balance += amount;
@@ -239,6 +253,8 @@ export function plan(input: PlanInput): Plan {
         return t.dstPartition === partition
           ? overflows([from!.balance, -a], [to!.balance, a])
           : overflows([from!.balance, -a], [subOf('in_transit', t.currency).balance, a]);
+      case 'close':
+        return false;
       default:
         return unreachable(t.type);
     }
@@ -275,7 +291,9 @@ export function plan(input: PlanInput): Plan {
         const from = customer(t.fromAccountId);
         const to = customer(t.toAccountId);
         const failure =
-          decide(t, { from, to }) ?? (debitOverflows(t, from, to) ? 'balance_overflow' : null);
+          decide(t, { from, to }) ??
+          (debitOverflows(t, from, to) ? 'balance_overflow' : null) ??
+          (t.type === 'close' && from!.balance !== 0n ? 'account_not_empty' : null);
         if (failure !== null) {
           t.status = 'failed';
           t.failureCode = failure;
@@ -310,6 +328,11 @@ export function plan(input: PlanInput): Plan {
               t.status = 'debited';
               forward.push({ transferId: t.id, leg: 'credit', partition: t.dstPartition });
             }
+            break;
+          case 'close':
+            // In the owner's order: a credit after this finds the account closed and is refunded.
+            closeAccount(from!);
+            t.status = 'completed';
             break;
           default:
             unreachable(t.type);
@@ -383,7 +406,7 @@ export function plan(input: PlanInput): Plan {
     entries,
     accountWrites: [...accountVersionBefore].map(([id, versionBefore]) => {
       const a = accounts.get(id)!;
-      return { id, balance: a.balance, version: a.version, versionBefore };
+      return { id, balance: a.balance, version: a.version, versionBefore, status: a.status };
     }),
     subBalanceWrites: [...subBalances].map(([key, s]) => ({
       key,

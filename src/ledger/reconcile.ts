@@ -185,7 +185,8 @@ async function check(pool: pg.ClientBase): Promise<Reconciliation> {
   }
 
   // Invariant 4: no transfer applied twice or half: its entries are exactly what its outcome
-  // posts (2 in one hop, 4 across partitions or with a refund, none for a plain failure).
+  // posts (2 in one hop, 4 across partitions or with a refund, none for a plain failure or a
+  // close).
   const wrongEntries = await pool.query<{
     id: string;
     status: string;
@@ -197,7 +198,8 @@ async function check(pool: pg.ClientBase): Promise<Reconciliation> {
       GROUP BY t.id
      HAVING coalesce(sum(e.amount), 0) <> 0
          OR count(e.id) NOT IN (
-              CASE WHEN t.status = 'completed' AND t.src_partition = t.dst_partition THEN 2
+              CASE WHEN t.type = 'close' THEN 0
+                   WHEN t.status = 'completed' AND t.src_partition = t.dst_partition THEN 2
                    WHEN t.status = 'completed' THEN 4
                    WHEN t.status = 'debited' THEN 2
                    WHEN t.status = 'failed' AND EXISTS (

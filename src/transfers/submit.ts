@@ -59,6 +59,7 @@ function hasShape(c: Command): boolean {
     case 'interest':
       return c.fromAccountId === null && c.toAccountId !== null;
     case 'withdrawal':
+    case 'close':
       return c.fromAccountId !== null && c.toAccountId === null;
     case 'transfer':
     case 'reversal':
@@ -361,7 +362,10 @@ async function insertRows(
   for (const { command: c } of rows) {
     // Callers validate first; a command reaching here malformed is a bug in the caller.
     assert(hasShape(c), `a ${c.type} names the wrong accounts`);
-    assert(c.amountMinor > 0n, 'amounts are positive');
+    assert(
+      c.type === 'close' ? c.amountMinor === 0n : c.amountMinor > 0n,
+      'amounts are positive (a close moves none)',
+    );
   }
   const inserted = await q.query<TransferRow>({
     name: 'ledgerline_intake_insert',

@@ -1,7 +1,12 @@
-// Money movements: deposits, withdrawals, transfers and reversals (202 + poll), and reads.
+// Money movements: deposits, withdrawals, transfers and reversals (202 + poll), and reads; and
+// closing an account, a command its partition's owner applies in order like a movement.
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
+import { randomUUID } from 'node:crypto';
+import { getAccount } from '../accounts/accounts.repository';
+import { AccountOut, accountJson } from '../accounts/accounts.schemas';
 import {
+  CLOSE_WAIT_SECONDS,
   IDEMPOTENCY_KEY_LENGTH_MAX,
   OVERLOADED_RETRY_AFTER_S,
   WAIT_SECONDS_MAX,
@@ -332,6 +337,99 @@ export function transfersRouter(deps: TransfersDeps) {
       ...problemResponses(400, 401, 403, 404, 429),
     },
   });
+  const close = createRoute({
+    method: 'post',
+    path: '/v1/accounts/{id}/close',
+    summary: "Close an account, in its partition owner's order",
+    description:
+      'The owner of the account closes it between two of its batches, so no debit or credit races ' +
+      'it: 200 with the closed account, or 409 account_not_empty if it holds money (or owes ' +
+      'some). Credits that reach it later fail account_closed and go back to their payer. ' +
+      `Answered within ${CLOSE_WAIT_SECONDS} s; if the owner has not applied it by then, 202 ` +
+      'with the command to poll. An optional Idempotency-Key makes retries return the same ' +
+      'command; closing a closed account answers 200.',
+    tags: ['accounts'],
+    security: BEARER,
+    middleware: [requireScope('accounts:write')] as const,
+    request: { params: IdParam, headers: IdempotencyHeader },
+    responses: {
+      200: {
+        description: 'The closed account',
+        content: { 'application/json': { schema: AccountOut } },
+      },
+      202: {
+        description: 'Recorded, not applied yet: poll the Location',
+        content: { 'application/json': { schema: TransferOut } },
+      },
+      ...problemResponses(400, 401, 403, 404, 409, 429, 503),
+    },
+  });
+  r.openapi(close, async (c) => {
+    const id = c.req.valid('param').id.toLowerCase();
+    const account = isUuid(id) ? await getAccount(deps.pool, id) : undefined;
+    if (!account) throw new ApiError(404, 'not_found', 'no such account');
+    requireQueue(deps);
+    const idempotencyKey =
+      c.req.header('idempotency-key') === undefined ? `close:${randomUUID()}` : idempotencyKeyOf(c);
+    let result: SubmitResult;
+    try {
+      [result] = (await deps.submitter.submit(
+        [
+          {
+            type: 'close',
+            fromAccountId: id,
+            toAccountId: null,
+            amountMinor: 0n,
+            currency: account.currency,
+            idempotencyScope: c.get('principal').keyId,
+            idempotencyKey,
+          },
+        ],
+        { admit: true },
+      )) as [SubmitResult];
+    } catch (err) {
+      if (err instanceof OverloadedError) throw overloaded(err.message);
+      throw unavailable(err);
+    }
+    deps.submissions.inc({ type: 'close', result: result.kind });
+    if (result.kind !== 'accepted' && result.kind !== 'replayed') {
+      throw new ApiError(
+        422,
+        'idempotency_key_reused',
+        'the Idempotency-Key was used for another request',
+      );
+    }
+    const commandId = result.transfer.id;
+    c.set('auditTarget', id);
+    const sub = deps.waiter.subscribe(commandId, CLOSE_WAIT_SECONDS * 1000);
+    const stopWaiting = onClientGone(c, () => sub.cancel());
+    let command: Transfer;
+    try {
+      command = await findTransfer(deps, commandId);
+      if (!isFinal(command.status)) {
+        await sub.done;
+        command = await findTransfer(deps, commandId);
+      }
+    } finally {
+      sub.cancel();
+      stopWaiting();
+    }
+    if (!isFinal(command.status)) {
+      return c.json(transferJson(command), 202, { Location: `/v1/transfers/${commandId}` });
+    }
+    if (command.failureCode === 'account_not_empty') {
+      throw new ApiError(
+        409,
+        'account_not_empty',
+        'only an account with a zero balance can be closed',
+      );
+    }
+    if (command.failureCode === 'account_not_found')
+      throw new ApiError(404, 'not_found', 'no such account');
+    // Closed now, or closed already (account_closed): either way the answer is the account.
+    return c.json(accountJson((await getAccount(deps.pool, id))!), 200);
+  });
+
   r.openapi(get, async (c) => {
     const { id } = c.req.valid('param');
     const { wait } = c.req.valid('query');
