@@ -19,6 +19,7 @@ const ACTIONS: Record<string, string> = {
   'POST /v1/withdrawals': 'withdrawal.create',
   'POST /v1/transfers': 'transfer.create',
   'POST /v1/transfers/:id/reversals': 'reversal.create',
+  'POST /v1/transfers/:id/cancel': 'transfer.cancel',
   'POST /v1/api-keys': 'api_key.create',
   'POST /v1/interest-runs': 'interest_run.create',
 };

@@ -86,7 +86,7 @@ export const transfers = pgTable(
   {
     id: uuid('id').primaryKey(),
     type: text('type', {
-      enum: ['deposit', 'withdrawal', 'transfer', 'reversal', 'interest', 'close'],
+      enum: ['deposit', 'withdrawal', 'transfer', 'reversal', 'interest', 'close', 'cancel'],
     }).notNull(),
     fromAccountId: uuid('from_account_id'),
     toAccountId: uuid('to_account_id'),
@@ -103,6 +103,9 @@ export const transfers = pgTable(
         'insufficient_funds',
         'balance_overflow',
         'account_not_empty',
+        'cancelled',
+        'expired',
+        'too_late',
       ],
     }),
     description: text('description'),
@@ -110,6 +113,10 @@ export const transfers = pgTable(
     idempotencyScope: text('idempotency_scope').notNull(),
     idempotencyKey: text('idempotency_key'),
     reversesTransferId: uuid('reverses_transfer_id'),
+    /** For a cancel: the transfer it cancels. */
+    cancelsTransferId: uuid('cancels_transfer_id'),
+    /** A command not applied by then fails `expired`. */
+    expiresAt: tstz('expires_at'),
     /** Where the debit (and refund) leg runs, and where the credit leg runs. */
     srcPartition: integer('src_partition').notNull(),
     dstPartition: integer('dst_partition').notNull(),
@@ -121,11 +128,11 @@ export const transfers = pgTable(
     // A close moves no money: its amount is 0; every movement's is positive.
     check(
       'transfers_amount_positive',
-      sql`CASE WHEN ${t.type} = 'close' THEN ${t.amount} = 0 ELSE ${t.amount} > 0 END`,
+      sql`CASE WHEN ${t.type} IN ('close', 'cancel') THEN ${t.amount} = 0 ELSE ${t.amount} > 0 END`,
     ),
     check(
       'transfers_type',
-      sql`${t.type} IN ('deposit', 'withdrawal', 'transfer', 'reversal', 'interest', 'close')`,
+      sql`${t.type} IN ('deposit', 'withdrawal', 'transfer', 'reversal', 'interest', 'close', 'cancel')`,
     ),
     // The shape each leg relies on: who pays and who is paid, by type; never oneself.
     check(
@@ -135,6 +142,8 @@ export const transfers = pgTable(
             WHEN 'interest' THEN ${t.fromAccountId} IS NULL AND ${t.toAccountId} IS NOT NULL
             WHEN 'withdrawal' THEN ${t.fromAccountId} IS NOT NULL AND ${t.toAccountId} IS NULL
             WHEN 'close' THEN ${t.fromAccountId} IS NOT NULL AND ${t.toAccountId} IS NULL
+            WHEN 'cancel' THEN ${t.fromAccountId} IS NOT NULL AND ${t.toAccountId} IS NULL
+                 AND ${t.cancelsTransferId} IS NOT NULL
             ELSE ${t.fromAccountId} IS NOT NULL AND ${t.toAccountId} IS NOT NULL
                  AND ${t.fromAccountId} <> ${t.toAccountId}
           END`,
@@ -142,7 +151,7 @@ export const transfers = pgTable(
     check('transfers_status', sql`${t.status} IN ('accepted', 'debited', 'completed', 'failed')`),
     check(
       'transfers_failure_code',
-      sql`${t.failureCode} IN ('account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds', 'balance_overflow', 'account_not_empty')`,
+      sql`${t.failureCode} IN ('account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds', 'balance_overflow', 'account_not_empty', 'cancelled', 'expired', 'too_late')`,
     ),
     check(
       'transfers_failed_has_code',

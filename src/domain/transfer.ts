@@ -8,6 +8,8 @@ export const TRANSFER_TYPES = [
   'interest',
   /** Not a movement: the account's owner closes it, in its order; amount 0, posts nothing. */
   'close',
+  /** Not a movement: cancels another transfer if its owner sees this before that one's debit. */
+  'cancel',
 ] as const;
 export type TransferType = (typeof TRANSFER_TYPES)[number];
 
@@ -43,6 +45,12 @@ export const FAILURE_CODES = [
   'insufficient_funds',
   'balance_overflow',
   'account_not_empty',
+  /** The transfer was cancelled before its debit. */
+  'cancelled',
+  /** Not applied before its expires_at. */
+  'expired',
+  /** A cancel that came after the transfer's debit: the transfer goes on as usual. */
+  'too_late',
 ] as const;
 export type FailureCode = (typeof FAILURE_CODES)[number];
 

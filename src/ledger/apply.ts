@@ -75,6 +75,10 @@ type TransferRow = {
   failure_code: FailureCode | null;
   src_partition: number;
   dst_partition: number;
+  cancels_transfer_id: string | null;
+  expires_ms: number | null;
+  /** PostgreSQL's clock, like the leases': `expires_at` is judged by it, not by a worker's. */
+  now_ms: number;
   f: AccountColumns | null;
   t: AccountColumns | null;
 };
@@ -109,23 +113,33 @@ export async function applyBatch(
   // partition's owner (us, between batches) or was committed before its leg was enqueued. The
   // guards in the write re-check all of it, and the fence proves we still own the partition.
   const transferIds = [...new Set(legs.map((l) => l.transferId))];
-  // Named, so each connection plans it once (likewise every statement of the hot path).
-  const rows = await client.query<TransferRow>({
-    name: 'ledgerline_batch_read',
-    text: `SELECT t.id, t.type, t.from_account_id, t.to_account_id, t.amount, t.currency, t.status,
-            t.failure_code, t.src_partition, t.dst_partition,
-            CASE WHEN f.id IS NULL THEN NULL ELSE json_build_object('currency', f.currency,
-              'kind', f.kind, 'status', f.status, 'overdraft_limit', f.overdraft_limit::text,
-              'balance', f.balance::text, 'version', f.version::text) END AS f,
-            CASE WHEN d.id IS NULL THEN NULL ELSE json_build_object('currency', d.currency,
-              'kind', d.kind, 'status', d.status, 'overdraft_limit', d.overdraft_limit::text,
-              'balance', d.balance::text, 'version', d.version::text) END AS t
-       FROM transfers t
-       LEFT JOIN accounts f ON f.id = t.from_account_id
-       LEFT JOIN accounts d ON d.id = t.to_account_id
-      WHERE t.id = ANY($1::uuid[])`,
-    values: [transferIds],
-  });
+  const read = (ids: readonly string[]) =>
+    // Named, so each connection plans it once (likewise every statement of the hot path).
+    client.query<TransferRow>({
+      name: 'ledgerline_batch_read',
+      text: `SELECT t.id, t.type, t.from_account_id, t.to_account_id, t.amount, t.currency, t.status,
+              t.failure_code, t.src_partition, t.dst_partition, t.cancels_transfer_id,
+              (extract(epoch FROM t.expires_at) * 1000)::float8 AS expires_ms,
+              (extract(epoch FROM now()) * 1000)::float8 AS now_ms,
+              CASE WHEN f.id IS NULL THEN NULL ELSE json_build_object('currency', f.currency,
+                'kind', f.kind, 'status', f.status, 'overdraft_limit', f.overdraft_limit::text,
+                'balance', f.balance::text, 'version', f.version::text) END AS f,
+              CASE WHEN d.id IS NULL THEN NULL ELSE json_build_object('currency', d.currency,
+                'kind', d.kind, 'status', d.status, 'overdraft_limit', d.overdraft_limit::text,
+                'balance', d.balance::text, 'version', d.version::text) END AS t
+         FROM transfers t
+         LEFT JOIN accounts f ON f.id = t.from_account_id
+         LEFT JOIN accounts d ON d.id = t.to_account_id
+        WHERE t.id = ANY($1::uuid[])`,
+      values: [ids],
+    });
+  const rows = await read(transferIds);
+  // A cancel acts on another transfer of this partition: its row joins the batch (a second read
+  // only when the batch holds a cancel, so the hot path never pays for it).
+  const targets = rows.rows
+    .map((r) => r.cancels_transfer_id)
+    .filter((id): id is string => id !== null && !transferIds.includes(id));
+  if (targets.length > 0) rows.rows.push(...(await read(targets)).rows);
 
   const transfers = new Map<string, TransferState>();
   /** Local accounts first met in this batch: they join the memory once it commits. */
@@ -155,6 +169,8 @@ export async function applyBatch(
       failureCode: r.failure_code,
       srcPartition: r.src_partition,
       dstPartition: r.dst_partition,
+      cancelsTransferId: r.cancels_transfer_id,
+      expiresAtMs: r.expires_ms,
     });
     see(r.from_account_id, r.f);
     see(r.to_account_id, r.t);
@@ -178,6 +194,7 @@ export async function applyBatch(
     accounts,
     subBalances: memory.subBalances,
     isLocal,
+    nowMs: rows.rows[0]?.now_ms ?? Date.now(),
   });
   if (p.appliedLegs.length === 0) return p;
 

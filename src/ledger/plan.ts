@@ -23,6 +23,10 @@ export type TransferState = {
   failureCode: FailureCode | null;
   srcPartition: number;
   dstPartition: number;
+  /** For a cancel: the transfer it cancels (its row is read with the batch). */
+  cancelsTransferId?: string | null;
+  /** Epoch milliseconds; a debit after it fails `expired`. */
+  expiresAtMs?: number | null;
 };
 
 export type AccountState = {
@@ -51,6 +55,8 @@ export type PlanInput = {
   /** Keyed by `systemKey(name, currency)`. */
   subBalances: ReadonlyMap<string, SubBalanceState>;
   isLocal: (accountId: string) => boolean;
+  /** The time the batch is planned at (epoch ms), for `expires_at`. */
+  nowMs?: number;
 };
 
 export type Entry = {
@@ -143,6 +149,7 @@ export function plan(input: PlanInput): Plan {
   const forward: LegToEnqueue[] = [];
   const results: LegResult[] = [];
   let applySeq = input.applySeqBefore;
+  const nowMs = input.nowMs ?? Date.now();
 
   const customer = (id: string | null): AccountState | undefined => {
     if (id === null) return undefined;
@@ -155,6 +162,8 @@ export function plan(input: PlanInput): Plan {
     accounts.set(id, copy);
     return copy;
   };
+
+  const isCancel = (leg: LegRef) => input.transfers.get(leg.transferId)?.type === 'cancel';
 
   const transferOf = (id: string): TransferState | undefined => {
     const seen = transfers.get(id);
@@ -254,6 +263,7 @@ export function plan(input: PlanInput): Plan {
           ? overflows([from!.balance, -a], [to!.balance, a])
           : overflows([from!.balance, -a], [subOf('in_transit', t.currency).balance, a]);
       case 'close':
+      case 'cancel':
         return false;
       default:
         return unreachable(t.type);
@@ -265,10 +275,16 @@ export function plan(input: PlanInput): Plan {
     appliedLegs.push({ transferId: t.id, leg, outcome, applySeq });
   };
 
-  for (const job of input.legs) {
+  // Cancels first: one that reached the owner in the same batch as the debit it means to stop
+  // still comes before it. Results keep the input's order.
+  const cancelFirst = input.legs
+    .map((_, i) => i)
+    .sort((a, b) => Number(isCancel(input.legs[b]!)) - Number(isCancel(input.legs[a]!)));
+  for (const i of cancelFirst) {
+    const job = input.legs[i]!;
     const t = transferOf(job.transferId);
     if (!t) {
-      results.push('unknown_transfer');
+      results[i] = 'unknown_transfer';
       continue;
     }
     const entriesBefore = entries.length;
@@ -285,8 +301,30 @@ export function plan(input: PlanInput): Plan {
                 : { transferId: t.id, leg: 'refund', partition: t.srcPartition },
             );
           }
-          results.push('duplicate');
+          results[i] = 'duplicate';
           continue;
+        }
+        if (t.expiresAtMs != null && t.expiresAtMs <= nowMs) {
+          // Not applied in time: it moves nothing, whatever else would have been true.
+          t.status = 'failed';
+          t.failureCode = 'expired';
+          record(t, 'debit', 'expired');
+          break;
+        }
+        if (t.type === 'cancel') {
+          // In the owner's order: before the target's debit it fails the target; after, too late.
+          const target = t.cancelsTransferId ? transferOf(t.cancelsTransferId) : undefined;
+          if (target?.status === 'accepted' && target.srcPartition === partition) {
+            target.status = 'failed';
+            target.failureCode = 'cancelled';
+            t.status = 'completed';
+            record(t, 'debit', 'posted');
+          } else {
+            t.status = 'failed';
+            t.failureCode = 'too_late';
+            record(t, 'debit', 'too_late');
+          }
+          break;
         }
         const from = customer(t.fromAccountId);
         const to = customer(t.toAccountId);
@@ -343,7 +381,7 @@ export function plan(input: PlanInput): Plan {
       case 'credit': {
         assert(t.dstPartition === partition, `credit leg of ${t.id} on the wrong partition`);
         if (t.status !== 'debited' || t.failureCode !== null) {
-          results.push('duplicate');
+          results[i] = 'duplicate';
           continue;
         }
         const to = customer(t.toAccountId);
@@ -368,7 +406,7 @@ export function plan(input: PlanInput): Plan {
       case 'refund': {
         assert(t.srcPartition === partition, `refund leg of ${t.id} on the wrong partition`);
         if (t.status !== 'debited' || t.failureCode === null) {
-          results.push('duplicate');
+          results[i] = 'duplicate';
           continue;
         }
         const from = input.accounts.get(t.fromAccountId ?? '');
@@ -385,7 +423,7 @@ export function plan(input: PlanInput): Plan {
     // Invariant 1: every leg's entries sum to zero.
     const legSum = entries.slice(entriesBefore).reduce((sum, e) => sum + e.amount, 0n);
     assert(legSum === 0n, `leg ${job.leg} of ${t.id} posts entries summing to ${legSum}`);
-    results.push('applied');
+    results[i] = 'applied';
   }
 
   const transferWrites: TransferWrite[] = [];

@@ -198,7 +198,7 @@ async function check(pool: pg.ClientBase): Promise<Reconciliation> {
       GROUP BY t.id
      HAVING coalesce(sum(e.amount), 0) <> 0
          OR count(e.id) NOT IN (
-              CASE WHEN t.type = 'close' THEN 0
+              CASE WHEN t.type IN ('close', 'cancel') THEN 0
                    WHEN t.status = 'completed' AND t.src_partition = t.dst_partition THEN 2
                    WHEN t.status = 'completed' THEN 4
                    WHEN t.status = 'debited' THEN 2

@@ -120,7 +120,11 @@ export class Dispatcher {
    * One envelope per partition touched (more only past ENVELOPE_LEGS_MAX), one addBulk per
    * partition. Not atomic across partitions, which is fine: PostgreSQL is the record.
    */
-  async enqueue(legs: readonly LegToEnqueue[], opts: { round?: string } = {}): Promise<void> {
+  /** `lifo`: to the front of each queue (a cancel, which must overtake what it cancels). */
+  async enqueue(
+    legs: readonly LegToEnqueue[],
+    opts: { round?: string; lifo?: boolean } = {},
+  ): Promise<void> {
     if (legs.length === 0) return;
     await Promise.all(
       [...packEnvelopes(legs)].map(([partition, envelopes]) =>
@@ -128,7 +132,11 @@ export class Dispatcher {
           envelopes.map((envelope) => ({
             name: ENVELOPE_JOB_NAME,
             data: { legs: envelope },
-            opts: { ...ENVELOPE_JOB_OPTIONS, jobId: envelopeId(envelope, opts.round) },
+            opts: {
+              ...ENVELOPE_JOB_OPTIONS,
+              jobId: envelopeId(envelope, opts.round),
+              ...(opts.lifo ? { lifo: true } : {}),
+            },
           })),
         ),
       ),

@@ -28,6 +28,10 @@ export type Command = {
   currency: string;
   description?: string | null;
   reversesTransferId?: string | null;
+  /** For a cancel: the transfer it cancels. */
+  cancelsTransferId?: string | null;
+  /** Not applied by then, the command fails `expired`. */
+  expiresAt?: Date | null;
   /** Who owns the idempotency key: the API key's id, or a name for internal callers. */
   idempotencyScope: string;
   idempotencyKey?: string | null;
@@ -61,6 +65,8 @@ function hasShape(c: Command): boolean {
     case 'withdrawal':
     case 'close':
       return c.fromAccountId !== null && c.toAccountId === null;
+    case 'cancel':
+      return c.fromAccountId !== null && c.toAccountId === null && !!c.cancelsTransferId;
     case 'transfer':
     case 'reversal':
       return (
@@ -81,6 +87,8 @@ export function requestHash(c: Command): string {
       c.currency,
       c.description ?? null,
       c.reversesTransferId ?? null,
+      c.cancelsTransferId ?? null,
+      c.expiresAt?.toISOString() ?? null,
     ]);
   return createHash('sha256').update(canonical).digest('hex');
 }
@@ -337,12 +345,20 @@ export class Submitter {
     rows: readonly PreparedRow[],
     inserted: ReadonlyMap<string, Transfer>,
   ): Promise<void> {
-    const legs = rows
-      .filter((r) => inserted.has(r.id))
-      .map((r) => ({ transferId: r.id, leg: 'debit' as const, partition: r.srcPartition }));
-    if (legs.length === 0) return;
+    const legsOf = (rows: readonly PreparedRow[]) =>
+      rows
+        .filter((r) => inserted.has(r.id))
+        .map((r) => ({ transferId: r.id, leg: 'debit' as const, partition: r.srcPartition }));
+    // A cancel jumps its partition's queue (LIFO), so that it can reach the owner before the
+    // debit it means to stop, however long the backlog.
+    const legs = legsOf(rows.filter((r) => r.command.type !== 'cancel'));
+    const urgent = legsOf(rows.filter((r) => r.command.type === 'cancel'));
+    if (legs.length === 0 && urgent.length === 0) return;
     try {
-      await this.deps.dispatcher.enqueue(legs);
+      await Promise.all([
+        this.deps.dispatcher.enqueue(legs),
+        this.deps.dispatcher.enqueue(urgent, { lifo: true }),
+      ]);
     } catch (err) {
       // The rows are committed: the sweep will put them on the queues. Latency, not loss.
       this.deps.onEnqueueError?.(err as Error);
@@ -363,18 +379,18 @@ async function insertRows(
     // Callers validate first; a command reaching here malformed is a bug in the caller.
     assert(hasShape(c), `a ${c.type} names the wrong accounts`);
     assert(
-      c.type === 'close' ? c.amountMinor === 0n : c.amountMinor > 0n,
-      'amounts are positive (a close moves none)',
+      c.type === 'close' || c.type === 'cancel' ? c.amountMinor === 0n : c.amountMinor > 0n,
+      'amounts are positive (a close or a cancel moves none)',
     );
   }
   const inserted = await q.query<TransferRow>({
     name: 'ledgerline_intake_insert',
     text: `INSERT INTO transfers (id, type, from_account_id, to_account_id, amount, currency,
             description, reverses_transfer_id, request_hash, idempotency_scope, idempotency_key,
-            src_partition, dst_partition)
+            src_partition, dst_partition, cancels_transfer_id, expires_at)
      SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::bigint[],
             $6::text[], $7::text[], $8::uuid[], $9::text[], $10::text[], $11::text[],
-            $12::int[], $13::int[])
+            $12::int[], $13::int[], $14::uuid[], $15::timestamptz[])
      ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
      RETURNING ${TRANSFER_COLUMNS}`,
     values: [
@@ -391,6 +407,8 @@ async function insertRows(
       rows.map((r) => r.command.idempotencyKey ?? null),
       rows.map((r) => r.srcPartition),
       rows.map((r) => r.dstPartition),
+      rows.map((r) => r.command.cancelsTransferId ?? null),
+      rows.map((r) => r.command.expiresAt?.toISOString() ?? null),
     ],
   });
   return new Map(inserted.rows.map((r) => [r.id, toTransfer(r)]));

@@ -14,6 +14,8 @@ export type Transfer = {
   currency: string;
   description: string | null;
   reversesTransferId: string | null;
+  cancelsTransferId: string | null;
+  expiresAt: Date | null;
   acceptedAt: Date;
   finishedAt: Date | null;
   /** Once completed: each customer side's balance right after it (null on a system side). */
@@ -22,7 +24,8 @@ export type Transfer = {
 };
 
 export const TRANSFER_COLUMNS = `id, type, status, failure_code, from_account_id, to_account_id,
-  amount, currency, description, reverses_transfer_id, accepted_at, finished_at`;
+  amount, currency, description, reverses_transfer_id, cancels_transfer_id, expires_at,
+  accepted_at, finished_at`;
 
 export type TransferRow = {
   id: string;
@@ -35,6 +38,8 @@ export type TransferRow = {
   currency: string;
   description: string | null;
   reverses_transfer_id: string | null;
+  cancels_transfer_id: string | null;
+  expires_at: Date | null;
   accepted_at: Date;
   finished_at: Date | null;
   from_balance_after?: string | null;
@@ -65,6 +70,8 @@ export function toTransfer(r: TransferRow): Transfer {
     currency: r.currency,
     description: r.description,
     reversesTransferId: r.reverses_transfer_id,
+    cancelsTransferId: r.cancels_transfer_id,
+    expiresAt: r.expires_at,
     acceptedAt: r.accepted_at,
     finishedAt: r.finished_at,
     fromBalanceAfter: r.from_balance_after != null ? BigInt(r.from_balance_after) : null,

@@ -183,6 +183,10 @@ async function submitOne(
   return respond(c, deps, command.type, result);
 }
 
+function expiresAtOf(text: string | undefined): Date | null {
+  return text === undefined ? null : new Date(text);
+}
+
 /** Flash traffic past capacity meets a fast, honest no: nothing was recorded. */
 function overloaded(detail: string): ApiError {
   return new ApiError(
@@ -225,6 +229,7 @@ export function transfersRouter(deps: TransfersDeps) {
       toAccountId: b.account_id.toLowerCase(),
       amountMinor: amountOf(deps, b.amount),
       currency: b.currency,
+      expiresAt: expiresAtOf(b.expires_at),
     });
   });
 
@@ -238,6 +243,7 @@ export function transfersRouter(deps: TransfersDeps) {
         toAccountId: null,
         amountMinor: amountOf(deps, b.amount),
         currency: b.currency,
+        expiresAt: expiresAtOf(b.expires_at),
       });
     },
   );
@@ -263,6 +269,7 @@ export function transfersRouter(deps: TransfersDeps) {
         amountMinor: amountOf(deps, b.amount),
         currency: b.currency,
         description: b.description ?? null,
+        expiresAt: expiresAtOf(b.expires_at),
       });
     },
   );
@@ -337,6 +344,71 @@ export function transfersRouter(deps: TransfersDeps) {
       ...problemResponses(400, 401, 403, 404, 429),
     },
   });
+  const cancel = createRoute({
+    method: 'post',
+    path: '/v1/transfers/{id}/cancel',
+    summary: 'Ask to cancel a transfer before its debit',
+    description:
+      "Recorded like a movement and decided by the source partition's owner in its order: if it " +
+      "sees the cancel before the transfer's debit, the transfer ends failed/cancelled and moves " +
+      'nothing; if the debit came first, the transfer goes on as usual (the cancel ends ' +
+      'failed/too_late). Answers 202 with the transfer; poll it for the outcome. An optional ' +
+      'Idempotency-Key makes retries return the same cancel.',
+    tags: ['transfers'],
+    security: BEARER,
+    middleware: [requireScope('transfers:write')] as const,
+    request: { params: IdParam, headers: IdempotencyHeader },
+    responses: {
+      ...accepted,
+      ...problemResponses(400, 401, 403, 404, 422, 429, 503),
+    },
+  });
+  r.openapi(cancel, async (c) => {
+    const target = await findTransfer(deps, c.req.valid('param').id);
+    if (target.type === 'close' || target.type === 'cancel') {
+      throw new ApiError(422, 'validation_failed', `a ${target.type} cannot be cancelled`);
+    }
+    requireQueue(deps);
+    const idempotencyKey =
+      c.req.header('idempotency-key') === undefined
+        ? `cancel:${randomUUID()}`
+        : idempotencyKeyOf(c);
+    let result: SubmitResult;
+    try {
+      [result] = (await deps.submitter.submit(
+        [
+          {
+            type: 'cancel',
+            // The account whose partition runs the target's debit: the cancel queues there.
+            fromAccountId: target.fromAccountId ?? target.toAccountId,
+            toAccountId: null,
+            amountMinor: 0n,
+            currency: target.currency,
+            cancelsTransferId: target.id,
+            idempotencyScope: c.get('principal').keyId,
+            idempotencyKey,
+          },
+        ],
+        { admit: true },
+      )) as [SubmitResult];
+    } catch (err) {
+      if (err instanceof OverloadedError) throw overloaded(err.message);
+      throw unavailable(err);
+    }
+    deps.submissions.inc({ type: 'cancel', result: result.kind });
+    if (result.kind !== 'accepted' && result.kind !== 'replayed') {
+      throw new ApiError(
+        422,
+        'idempotency_key_reused',
+        'the Idempotency-Key was used for another request',
+      );
+    }
+    c.set('auditTarget', target.id);
+    return c.json(transferJson(await findTransfer(deps, target.id)), 202, {
+      Location: `/v1/transfers/${target.id}`,
+    });
+  });
+
   const close = createRoute({
     method: 'post',
     path: '/v1/accounts/{id}/close',

@@ -5,8 +5,14 @@ import { AmountIn, AmountOut, Currency, Id, StorableText } from '../http/schemas
 import { FAILURE_CODES, TRANSFER_TYPES, apiStatus } from '../domain/transfer';
 import type { Transfer } from './transfers.repository';
 
+/** RFC 3339 with an offset; a command not applied by then fails `expired`. */
+const ExpiresAt = z.iso.datetime({ offset: true }).optional().openapi({
+  description: 'RFC 3339 time; if the owner has not applied the command by then, it fails expired.',
+  example: '2026-11-22T12:00:00Z',
+});
+
 export const DepositBody = z
-  .strictObject({ account_id: Id, amount: AmountIn, currency: Currency })
+  .strictObject({ account_id: Id, amount: AmountIn, currency: Currency, expires_at: ExpiresAt })
   .openapi('DepositRequest');
 export const WithdrawalBody = DepositBody.openapi('WithdrawalRequest');
 export const TransferBody = z
@@ -16,6 +22,7 @@ export const TransferBody = z
     amount: AmountIn,
     currency: Currency,
     description: StorableText({ lengthMax: DESCRIPTION_LENGTH_MAX }).optional(),
+    expires_at: ExpiresAt,
   })
   .openapi('TransferRequest');
 export const ReversalBody = z
@@ -34,6 +41,8 @@ export const TransferOut = z
     to_account_id: Id.nullable(),
     description: z.string().nullable(),
     reverses_transfer_id: Id.nullable(),
+    cancels_transfer_id: Id.nullable(),
+    expires_at: z.string().nullable(),
     created_at: z.string(),
     finished_at: z.string().nullable(),
     from_balance_after: AmountOut.nullable().openapi({
@@ -58,6 +67,8 @@ export function transferJson(t: Transfer): TransferJson {
     to_account_id: t.toAccountId,
     description: t.description,
     reverses_transfer_id: t.reversesTransferId,
+    cancels_transfer_id: t.cancelsTransferId,
+    expires_at: t.expiresAt?.toISOString() ?? null,
     created_at: t.acceptedAt.toISOString(),
     finished_at: t.finishedAt?.toISOString() ?? null,
     from_balance_after: t.fromBalanceAfter?.toString() ?? null,

@@ -69,6 +69,7 @@ const BASES: Record<string, () => Base> = {
     query: {},
     body: { amount: '1' },
   }),
+  'POST /v1/transfers/{id}/cancel': () => ({ path: { id: ids.completed }, query: {} }),
   'GET /v1/transfers/{id}': () => ({ path: { id: ids.completed }, query: { wait: '0' } }),
   'POST /v1/api-keys': () => ({ path: {}, query: {}, body: { name: 'n', scopes: ['read'] } }),
   'POST /v1/interest-runs': () => ({

@@ -21,7 +21,12 @@ beforeAll(async () => {
   env = await createTestEnv({ partitions: 4 });
   const port = await freePort();
   metricsUrl = `http://127.0.0.1:${port}/metrics`;
-  worker = startWorkerChild(env.config, { METRICS_PORT: String(port), ...FAULT_TIMING });
+  // Quick leases, but no sweep during the test: a sweep would apply a held leg in memory.
+  worker = startWorkerChild(env.config, {
+    METRICS_PORT: String(port),
+    ...FAULT_TIMING,
+    SWEEP_AFTER_MS: '60000',
+  });
 });
 afterAll(async () => {
   if (worker) await kill(worker);

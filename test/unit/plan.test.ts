@@ -259,4 +259,52 @@ describe('the planner', () => {
       failureCode: 'balance_overflow',
     });
   });
+
+  it('a cancel in the same batch as the debit it stops comes first; results keep the input order', () => {
+    const accounts = new Map([
+      ['a', acct('a', { balance: 1_000n })],
+      ['b', acct('b')],
+    ]);
+    const target = transfer({ id: 't', type: 'transfer', fromAccountId: 'a', toAccountId: 'b' });
+    const cancel = transfer({
+      id: 'c',
+      type: 'cancel',
+      fromAccountId: 'a',
+      amount: 0n,
+      cancelsTransferId: 't',
+    });
+    const expired = transfer({
+      id: 'x',
+      type: 'deposit',
+      toAccountId: 'a',
+      expiresAtMs: 1_000,
+    });
+    const p = plan({
+      partition: P,
+      applySeqBefore: 0n,
+      legs: [
+        { transferId: 't', leg: 'debit' },
+        { transferId: 'x', leg: 'debit' },
+        { transferId: 'c', leg: 'debit' },
+      ],
+      transfers: new Map([
+        ['t', target],
+        ['c', cancel],
+        ['x', expired],
+      ]),
+      accounts,
+      subBalances: subs,
+      isLocal: () => true,
+      nowMs: 2_000,
+    });
+    expect(p.results).toEqual(['duplicate', 'applied', 'applied']);
+    expect(p.entries).toEqual([]);
+    expect(
+      Object.fromEntries(p.transferWrites.map((w) => [w.id, [w.status, w.failureCode]])),
+    ).toEqual({ t: ['failed', 'cancelled'], c: ['completed', null], x: ['failed', 'expired'] });
+    expect(p.appliedLegs.map((l) => [l.transferId, l.applySeq])).toEqual([
+      ['c', 1n],
+      ['x', 2n],
+    ]);
+  });
 });
