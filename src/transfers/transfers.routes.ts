@@ -183,6 +183,42 @@ async function submitOne(
   return respond(c, deps, command.type, result);
 }
 
+/**
+ * Records a command that is not a money movement (a close, a cancel): the Idempotency-Key is
+ * optional (without one, each request is a new command); answers as the intake does when it
+ * cannot record. Returns the command's id.
+ */
+async function submitCommand(
+  c: Context<AuthEnv>,
+  deps: TransfersDeps,
+  command: Omit<Command, 'idempotencyScope' | 'idempotencyKey'>,
+): Promise<string> {
+  requireQueue(deps);
+  const idempotencyKey =
+    c.req.header('idempotency-key') === undefined
+      ? `${command.type}:${randomUUID()}`
+      : idempotencyKeyOf(c);
+  let result: SubmitResult;
+  try {
+    [result] = (await deps.submitter.submit(
+      [{ ...command, idempotencyScope: c.get('principal').keyId, idempotencyKey }],
+      { admit: true },
+    )) as [SubmitResult];
+  } catch (err) {
+    if (err instanceof OverloadedError) throw overloaded(err.message);
+    throw unavailable(err);
+  }
+  deps.submissions.inc({ type: command.type, result: result.kind });
+  if (result.kind !== 'accepted' && result.kind !== 'replayed') {
+    throw new ApiError(
+      422,
+      'idempotency_key_reused',
+      'the Idempotency-Key was used for another request',
+    );
+  }
+  return result.transfer.id;
+}
+
 function expiresAtOf(text: string | undefined): Date | null {
   return text === undefined ? null : new Date(text);
 }
@@ -368,41 +404,15 @@ export function transfersRouter(deps: TransfersDeps) {
     if (target.type === 'close' || target.type === 'cancel') {
       throw new ApiError(422, 'validation_failed', `a ${target.type} cannot be cancelled`);
     }
-    requireQueue(deps);
-    const idempotencyKey =
-      c.req.header('idempotency-key') === undefined
-        ? `cancel:${randomUUID()}`
-        : idempotencyKeyOf(c);
-    let result: SubmitResult;
-    try {
-      [result] = (await deps.submitter.submit(
-        [
-          {
-            type: 'cancel',
-            // The account whose partition runs the target's debit: the cancel queues there.
-            fromAccountId: target.fromAccountId ?? target.toAccountId,
-            toAccountId: null,
-            amountMinor: 0n,
-            currency: target.currency,
-            cancelsTransferId: target.id,
-            idempotencyScope: c.get('principal').keyId,
-            idempotencyKey,
-          },
-        ],
-        { admit: true },
-      )) as [SubmitResult];
-    } catch (err) {
-      if (err instanceof OverloadedError) throw overloaded(err.message);
-      throw unavailable(err);
-    }
-    deps.submissions.inc({ type: 'cancel', result: result.kind });
-    if (result.kind !== 'accepted' && result.kind !== 'replayed') {
-      throw new ApiError(
-        422,
-        'idempotency_key_reused',
-        'the Idempotency-Key was used for another request',
-      );
-    }
+    await submitCommand(c, deps, {
+      type: 'cancel',
+      // The account whose partition runs the target's debit: the cancel queues there.
+      fromAccountId: target.fromAccountId ?? target.toAccountId,
+      toAccountId: null,
+      amountMinor: 0n,
+      currency: target.currency,
+      cancelsTransferId: target.id,
+    });
     c.set('auditTarget', target.id);
     return c.json(transferJson(await findTransfer(deps, target.id)), 202, {
       Location: `/v1/transfers/${target.id}`,
@@ -440,38 +450,13 @@ export function transfersRouter(deps: TransfersDeps) {
     const id = c.req.valid('param').id.toLowerCase();
     const account = isUuid(id) ? await getAccount(deps.pool, id) : undefined;
     if (!account) throw new ApiError(404, 'not_found', 'no such account');
-    requireQueue(deps);
-    const idempotencyKey =
-      c.req.header('idempotency-key') === undefined ? `close:${randomUUID()}` : idempotencyKeyOf(c);
-    let result: SubmitResult;
-    try {
-      [result] = (await deps.submitter.submit(
-        [
-          {
-            type: 'close',
-            fromAccountId: id,
-            toAccountId: null,
-            amountMinor: 0n,
-            currency: account.currency,
-            idempotencyScope: c.get('principal').keyId,
-            idempotencyKey,
-          },
-        ],
-        { admit: true },
-      )) as [SubmitResult];
-    } catch (err) {
-      if (err instanceof OverloadedError) throw overloaded(err.message);
-      throw unavailable(err);
-    }
-    deps.submissions.inc({ type: 'close', result: result.kind });
-    if (result.kind !== 'accepted' && result.kind !== 'replayed') {
-      throw new ApiError(
-        422,
-        'idempotency_key_reused',
-        'the Idempotency-Key was used for another request',
-      );
-    }
-    const commandId = result.transfer.id;
+    const commandId = await submitCommand(c, deps, {
+      type: 'close',
+      fromAccountId: id,
+      toAccountId: null,
+      amountMinor: 0n,
+      currency: account.currency,
+    });
     c.set('auditTarget', id);
     const sub = deps.waiter.subscribe(commandId, CLOSE_WAIT_SECONDS * 1000);
     const stopWaiting = onClientGone(c, () => sub.cancel());
