@@ -1,6 +1,6 @@
 // What the web process hands its routers: one object, each router taking the part it needs.
 import type { AuditLog } from '../audit/audit.repository';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../queue/queues';
 import type pg from 'pg';
 import type { Config } from '../config/env';
 import type { KeyStore } from '../http/auth';
@@ -14,7 +14,7 @@ import type { Metrics } from './metrics';
 export type HttpDeps = {
   config: Config;
   pool: pg.Pool;
-  redis: Redis;
+  redis: RedisConnection;
   dispatcher: Dispatcher;
   submitter: Submitter;
   waiter: TransferWaiter;

@@ -1,5 +1,6 @@
 // Start-up checks: PostgreSQL and Redis answer, or one clear line says which did not and how to start it.
-import { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
+import { connectRedis } from '../queue/queues';
 import pg from 'pg';
 import { migrationsPending } from '../db/migrate';
 
@@ -70,7 +71,7 @@ export async function checkSchema(databaseUrl: string): Promise<void> {
 
 /** Returns warnings about settings that cost latency (never money) when Redis loses data. */
 export async function checkRedis(redisUrl: string): Promise<string[]> {
-  const redis = new Redis(redisUrl, {
+  const redis = connectRedis(redisUrl, {
     lazyConnect: true,
     connectTimeout: CONNECT_TIMEOUT_MS,
     maxRetriesPerRequest: 0,
@@ -81,13 +82,15 @@ export async function checkRedis(redisUrl: string): Promise<string[]> {
   try {
     await redis.connect();
     const warnings: string[] = [];
-    const policy = (await redis.config('GET', 'maxmemory-policy')) as string[];
+    // In a cluster every node keeps its own settings; the first master speaks for them here.
+    const node = redis instanceof Cluster ? redis.nodes('master')[0]! : redis;
+    const policy = (await node.config('GET', 'maxmemory-policy')) as string[];
     if (policy[1] !== 'noeviction') {
       warnings.push(
         `Redis maxmemory-policy is ${policy[1]}, not noeviction: evicted jobs wait for the sweep`,
       );
     }
-    const aof = (await redis.config('GET', 'appendonly')) as string[];
+    const aof = (await node.config('GET', 'appendonly')) as string[];
     if (aof[1] !== 'yes') {
       warnings.push(
         'Redis runs without AOF (appendonly no): after a Redis restart the sweep re-drives ' +

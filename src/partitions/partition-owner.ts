@@ -2,7 +2,7 @@
 // applies each batch in one transaction under the fencing epoch, forwards what comes next, and
 // sweeps its stale transfers back onto the queues.
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../queue/queues';
 import type pg from 'pg';
 import {
   APPLY_RETRIES_MAX,
@@ -95,7 +95,7 @@ export class PartitionOwner {
       own: Ownership;
       pool: pg.Pool;
       forward: Forward;
-      connection: Redis;
+      connection: RedisConnection;
       queuePrefix: string;
       isLocal: (accountId: string) => boolean;
       tuning: OwnerTuning;

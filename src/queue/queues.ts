@@ -2,7 +2,7 @@
 // the connections, and the producer that packs legs into envelopes.
 import { createHash } from 'node:crypto';
 import { Queue, type JobsOptions } from 'bullmq';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { z } from 'zod';
 import {
   ENVELOPE_LEGS_MAX,
@@ -60,14 +60,36 @@ export const ENVELOPE_JOB_OPTIONS: JobsOptions = {
   removeOnFail: { count: JOB_FAILED_KEEP_COUNT },
 };
 
+/** A Redis connection: one server, or a Redis Cluster (`redis-cluster://host:port`). */
+export type RedisConnection = Redis | Cluster;
+
+/**
+ * `redis://…` names one server; `redis-cluster://host:port` names a Redis Cluster by one of its
+ * nodes (the others are discovered). Every queue's keys carry the partition as a hash tag
+ * (`{p7}`), so each partition's queue lives in one slot, as BullMQ's scripts require.
+ */
+export function connectRedis(redisUrl: string, options: RedisOptions): RedisConnection {
+  const url = new URL(redisUrl);
+  if (url.protocol !== 'redis-cluster:') return new Redis(redisUrl, options);
+  const auth = {
+    ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+    ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+  };
+  const { enableOfflineQueue, lazyConnect, ...perNode } = options;
+  return new Cluster([{ host: url.hostname, port: Number(url.port || 6379) }], {
+    redisOptions: { ...perNode, ...auth },
+    ...(enableOfflineQueue === undefined ? {} : { enableOfflineQueue }),
+    ...(lazyConnect === undefined ? {} : { lazyConnect }),
+  });
+}
+
 /** Producers fail fast: with Redis down the caller hears at once instead of hanging. */
-export function createProducerConnection(redisUrl: string): Redis {
-  const options: RedisOptions = {
+export function createProducerConnection(redisUrl: string): RedisConnection {
+  const redis = connectRedis(redisUrl, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     lazyConnect: false,
-  };
-  const redis = new Redis(redisUrl, options);
+  });
   redis.on('error', () => {
     // Reported where a command fails; ioredis reconnects by itself.
   });
@@ -75,8 +97,8 @@ export function createProducerConnection(redisUrl: string): Redis {
 }
 
 /** BullMQ workers must never give up on a blocking command. */
-export function createWorkerConnection(redisUrl: string): Redis {
-  const redis = new Redis(redisUrl, { maxRetriesPerRequest: null });
+export function createWorkerConnection(redisUrl: string): RedisConnection {
+  const redis = connectRedis(redisUrl, { maxRetriesPerRequest: null });
   redis.on('error', () => {});
   return redis;
 }
@@ -98,7 +120,7 @@ export class Dispatcher {
   private readonly queues = new Map<number, Queue<EnvelopeData>>();
 
   constructor(
-    private readonly connection: Redis,
+    private readonly connection: RedisConnection,
     private readonly prefix: string,
   ) {}
 

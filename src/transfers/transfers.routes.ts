@@ -14,7 +14,7 @@ import {
 import { requireScope, type AuthEnv } from '../http/auth';
 import { ApiError } from '../http/problem';
 import type { Counter } from 'prom-client';
-import type { Redis } from 'ioredis';
+import type { RedisConnection } from '../queue/queues';
 import type pg from 'pg';
 import type { Config } from '../config/env';
 import { BEARER, newRouter } from '../http/router';
@@ -43,7 +43,7 @@ import { log } from '../shared/log';
 export type TransfersDeps = {
   config: Config;
   pool: pg.Pool;
-  redis: Redis;
+  redis: RedisConnection;
   submitter: Submitter;
   waiter: TransferWaiter;
   reader: TransferReader;
@@ -129,7 +129,7 @@ function amountOf(deps: TransfersDeps, value: string | number): bigint {
   return parsed.amountMinor;
 }
 
-export function requireQueue(deps: { redis: Redis }): void {
+export function requireQueue(deps: { redis: RedisConnection }): void {
   // Fail fast before recording anything: a 503 is better than a request hanging on Redis.
   if (deps.redis.status !== 'ready') {
     throw new ApiError(

@@ -233,3 +233,82 @@ export class OwnPostgres {
     else await run(file, args);
   }
 }
+
+/** A three-node Redis Cluster (no replicas) on ports of its own, keeping nothing on disk. */
+export class OwnRedisCluster {
+  private readonly procs: ChildProcess[] = [];
+  private readonly dir = mkdtempSync(path.join(tmpdir(), 'ledgerline-cluster-'));
+  private constructor(readonly ports: number[]) {}
+
+  static async start(): Promise<OwnRedisCluster> {
+    const c = new OwnRedisCluster([await freePort(), await freePort(), await freePort()]);
+    for (const port of c.ports) {
+      c.procs.push(
+        spawn(
+          'redis-server',
+          [
+            '--port',
+            String(port),
+            '--bind',
+            '127.0.0.1',
+            '--save',
+            '',
+            '--appendonly',
+            'no',
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            `nodes-${port}.conf`,
+            '--dir',
+            c.dir,
+            '--maxmemory-policy',
+            'noeviction',
+          ],
+          { stdio: 'ignore' },
+        ),
+      );
+    }
+    for (const port of c.ports) {
+      await until(`redis cluster node ${port}`, async () => {
+        const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
+        r.on('error', () => {});
+        try {
+          await r.connect();
+          return (await r.ping()) === 'PONG';
+        } finally {
+          r.disconnect();
+        }
+      });
+    }
+    await run('redis-cli', [
+      '--cluster',
+      'create',
+      ...c.ports.map((p) => `127.0.0.1:${p}`),
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ]);
+    for (const port of c.ports) {
+      await until(`cluster state ok on ${port}`, async () => {
+        const { stdout } = await run('redis-cli', ['-p', String(port), 'cluster', 'info']);
+        return stdout.includes('cluster_state:ok');
+      });
+    }
+    return c;
+  }
+
+  get url(): string {
+    return `redis-cluster://127.0.0.1:${this.ports[0]}`;
+  }
+
+  async stop(): Promise<void> {
+    for (const p of this.procs) {
+      if (p.exitCode === null) {
+        const exited = new Promise((r) => p.once('exit', r));
+        p.kill('SIGKILL');
+        await exited;
+      }
+    }
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

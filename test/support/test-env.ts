@@ -1,7 +1,7 @@
 // Per test file: a database cloned from the migrated template, a queue prefix of its own, the
 // engine's parts wired to both, and cleanup of every database row and Redis key afterwards.
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { createAccount, type Account } from '../../src/accounts/accounts.repository';
@@ -9,7 +9,7 @@ import type { Config } from '../../src/config/env';
 import { AMOUNT_MINOR_MAX_DEFAULT } from '../../src/config/limits';
 import { createPool } from '../../src/db/db';
 import { WorkerProcess, type WorkerProcessOptions } from '../../src/partitions/worker-process';
-import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
+import { createProducerConnection, Dispatcher, type RedisConnection } from '../../src/queue/queues';
 import { Submitter, type Command } from '../../src/transfers/submit';
 import { getTransfers, type Transfer } from '../../src/transfers/transfers.repository';
 import { isFinal } from '../../src/domain/transfer';
@@ -21,7 +21,7 @@ export const FAST_TUNING = { sweepAfterMs: 1_000, sweepIntervalMs: 250 } as cons
 export type TestEnv = {
   config: Config;
   pool: pg.Pool;
-  redis: Redis;
+  redis: RedisConnection;
   dispatcher: Dispatcher;
   submitter: Submitter;
   fatal: Error[];
@@ -130,14 +130,21 @@ export async function createTestEnv(
   return env;
 }
 
-export async function deleteKeys(redis: Redis, pattern: string): Promise<number> {
+/** Deletes the keys matching `pattern`; in a cluster, on every master (keys one at a time). */
+export async function deleteKeys(redis: RedisConnection, pattern: string): Promise<number> {
+  const nodes = redis instanceof Cluster ? redis.nodes('master') : [redis];
   let deleted = 0;
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.del(...keys);
-  } while (cursor !== '0');
+  for (const node of nodes) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length === 0) continue;
+      // One server takes them at once; a cluster only key by key (they span slots).
+      if (redis instanceof Cluster) for (const key of keys) deleted += await redis.del(key);
+      else deleted += await redis.del(...keys);
+    } while (cursor !== '0');
+  }
   return deleted;
 }
 
