@@ -40,6 +40,27 @@ export async function until(
   }
 }
 
+/** A redis-server on a loopback port that keeps nothing on disk, with `extra` arguments. */
+function spawnRedis(port: number, dir: string, extra: string[] = []): ChildProcess {
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  args.push('--dir', dir, '--maxmemory-policy', 'noeviction', ...extra);
+  return spawn('redis-server', args, { stdio: 'ignore' });
+}
+
+/** Waits until the server on `port` answers PING. */
+async function redisAnswers(port: number): Promise<void> {
+  await until(`redis on ${port}`, async () => {
+    const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
+    c.on('error', () => {}); // refused until the server listens; connect() rejects too
+    try {
+      await c.connect();
+      return (await c.ping()) === 'PONG';
+    } finally {
+      c.disconnect();
+    }
+  });
+}
+
 /** A Redis that keeps nothing on disk: killed and started again, it is empty. */
 export class OwnRedis {
   private proc: ChildProcess | undefined;
@@ -57,34 +78,8 @@ export class OwnRedis {
   }
 
   async startAgain(): Promise<void> {
-    this.proc = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(this.port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--dir',
-        this.dir,
-        '--maxmemory-policy',
-        'noeviction',
-      ],
-      { stdio: 'ignore' },
-    );
-    await until(`redis on ${this.port}`, async () => {
-      const c = new Redis(this.url, { lazyConnect: true, maxRetriesPerRequest: 0 });
-      c.on('error', () => {}); // refused until the server listens; connect() rejects too
-      try {
-        await c.connect();
-        return (await c.ping()) === 'PONG';
-      } finally {
-        c.disconnect();
-      }
-    });
+    this.proc = spawnRedis(this.port, this.dir);
+    await redisAnswers(this.port);
   }
 
   /** SIGKILL: whatever it held is gone. */
@@ -244,42 +239,15 @@ export class OwnRedisCluster {
     const c = new OwnRedisCluster([await freePort(), await freePort(), await freePort()]);
     for (const port of c.ports) {
       c.procs.push(
-        spawn(
-          'redis-server',
-          [
-            '--port',
-            String(port),
-            '--bind',
-            '127.0.0.1',
-            '--save',
-            '',
-            '--appendonly',
-            'no',
-            '--cluster-enabled',
-            'yes',
-            '--cluster-config-file',
-            `nodes-${port}.conf`,
-            '--dir',
-            c.dir,
-            '--maxmemory-policy',
-            'noeviction',
-          ],
-          { stdio: 'ignore' },
-        ),
+        spawnRedis(port, c.dir, [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-config-file',
+          `nodes-${port}.conf`,
+        ]),
       );
     }
-    for (const port of c.ports) {
-      await until(`redis cluster node ${port}`, async () => {
-        const r = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0 });
-        r.on('error', () => {});
-        try {
-          await r.connect();
-          return (await r.ping()) === 'PONG';
-        } finally {
-          r.disconnect();
-        }
-      });
-    }
+    for (const port of c.ports) await redisAnswers(port);
     await run('redis-cli', [
       '--cluster',
       'create',
