@@ -5,14 +5,15 @@ import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { createRoute, z } from '@hono/zod-openapi';
 import { API_KEY_NAME_LENGTH_MAX, INTEREST_RATE_BPS_MAX } from '../config/limits';
-import { runInterest } from '../transfers/interest';
+import { getInterestRun, openInterestRun, type InterestRun } from '../transfers/interest';
 import { reconcile } from '../ledger/reconcile';
 import { requireQueue } from '../transfers/transfers.routes';
 import { SCOPES, hashSecret, newSecret, requireScope } from '../http/auth';
 import { ApiError } from '../http/problem';
 import { BEARER, newRouter } from '../http/router';
 import type { HttpDeps } from './deps';
-import { StorableText, problemResponses } from '../http/schemas';
+import { log } from '../shared/log';
+import { IdParam, StorableText, problemResponses } from '../http/schemas';
 
 const CreateKeyBody = z
   .strictObject({
@@ -38,12 +39,25 @@ const InterestBody = z
   .openapi('InterestRunRequest');
 const InterestOut = z
   .object({
+    id: z.string().openapi({ description: 'The run is known by its as_of.' }),
     as_of: z.string(),
     annual_rate_bps: z.number().int(),
-    transfers_submitted: z.number().int(),
-    transfers_already_done: z.number().int(),
+    status: z.enum(['running', 'completed']),
+    accounts_paid: z.number().int(),
+    amount_total: z.string().openapi({ description: 'Minor units paid so far, all currencies.' }),
   })
   .openapi('InterestRun');
+
+function interestJson(run: InterestRun): z.infer<typeof InterestOut> {
+  return {
+    id: run.asOf,
+    as_of: run.asOf,
+    annual_rate_bps: run.annualRateBps,
+    status: run.status,
+    accounts_paid: run.accountsPaid,
+    amount_total: run.amountTotalMinor.toString(),
+  };
+}
 
 const ReconciliationOut = z
   .object({
@@ -98,7 +112,7 @@ export function adminRouter(deps: HttpDeps) {
     summary: 'Pay daily interest to every open account, once per as_of',
     description:
       'Each open customer account with a positive balance receives floor(balance × annual_rate_bps / 10,000 / 365) ' +
-      'from the interest system account. Posting again for the same as_of pays nobody twice and finishes a run that was cut short.',
+      'from the interest system account, in the background: the answer is the run, to poll. Posting again for the same as_of pays nobody twice and finishes a run that was cut short.',
     tags: ['admin'],
     security: BEARER,
     middleware: [requireScope('admin')] as const,
@@ -107,7 +121,7 @@ export function adminRouter(deps: HttpDeps) {
     },
     responses: {
       202: {
-        description: 'The run was submitted',
+        description: 'The run is under way in the background (or done): poll its Location',
         content: { 'application/json': { schema: InterestOut } },
       },
       ...problemResponses(400, 401, 403, 422, 429, 503),
@@ -116,27 +130,42 @@ export function adminRouter(deps: HttpDeps) {
   r.openapi(interest, async (c) => {
     const b = c.req.valid('json');
     requireQueue(deps);
-    const result = await runInterest(deps.pool, deps.submitter, {
-      asOf: b.as_of,
-      annualRateBps: b.annual_rate_bps,
-    });
-    if (result.kind === 'rate_conflict') {
+    const input = { asOf: b.as_of, annualRateBps: b.annual_rate_bps };
+    const opened = await openInterestRun(deps.pool, input);
+    if (opened.kind === 'rate_conflict') {
       throw new ApiError(
         422,
         'validation_failed',
-        `the run for ${b.as_of} was made at ${result.annualRateBps} bps`,
+        `the run for ${b.as_of} was made at ${opened.annualRateBps} bps`,
+      );
+    }
+    const run = (await getInterestRun(deps.pool, b.as_of))!;
+    if (run.status === 'running') {
+      deps.interestRuns.ensure(input, (err) =>
+        log.error({ err, as_of: b.as_of }, 'interest run stopped; post it again to finish it'),
       );
     }
     c.set('auditTarget', b.as_of);
-    return c.json(
-      {
-        as_of: b.as_of,
-        annual_rate_bps: b.annual_rate_bps,
-        transfers_submitted: result.submitted,
-        transfers_already_done: result.alreadyDone,
-      },
-      202,
-    );
+    return c.json(interestJson(run), 202, { Location: `/v1/interest-runs/${b.as_of}` });
+  });
+
+  const interestStatus = createRoute({
+    method: 'get',
+    path: '/v1/interest-runs/{id}',
+    summary: "An interest run's progress",
+    tags: ['admin'],
+    security: BEARER,
+    middleware: [requireScope('admin')] as const,
+    request: { params: IdParam },
+    responses: {
+      200: { description: 'The run', content: { 'application/json': { schema: InterestOut } } },
+      ...problemResponses(401, 403, 404, 429),
+    },
+  });
+  r.openapi(interestStatus, async (c) => {
+    const run = await getInterestRun(deps.pool, c.req.valid('param').id);
+    if (!run) throw new ApiError(404, 'not_found', 'no interest run for that as_of');
+    return c.json(interestJson(run), 200);
   });
 
   const recon = createRoute({

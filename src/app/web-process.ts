@@ -9,6 +9,7 @@ import {
 } from '../config/limits';
 import { Admission } from '../transfers/admission';
 import { AuditLog } from '../audit/audit.repository';
+import { InterestRuns } from '../transfers/interest';
 import { createPool } from '../db/db';
 import { createProducerConnection, Dispatcher } from '../queue/queues';
 import { Submitter } from '../transfers/submit';
@@ -66,6 +67,7 @@ export async function createWebProcess(
     admission,
     keys: new KeyStore(pool, config.adminApiKey),
     audit: new AuditLog(pool),
+    interestRuns: new InterestRuns(pool, submitter),
     metrics: createMetrics({ dispatcher, partitions: config.partitions }),
     rateLimit: config.rateLimit,
   };
@@ -83,6 +85,7 @@ export async function createWebProcess(
       }),
     async stop() {
       admission.stop();
+      await deps.interestRuns.stop();
       await waiter.stop();
       if (server) {
         const s = server;

@@ -255,11 +255,20 @@ export const apiKeys = pgTable('api_keys', {
 });
 
 /** One row per interest run: the run happens once per `as_of`, at one rate. */
-export const interestRuns = pgTable('interest_runs', {
-  asOf: text('as_of').primaryKey(),
-  annualRateBps: integer('annual_rate_bps').notNull(),
-  createdAt: tstz('created_at').notNull().defaultNow(),
-});
+export const interestRuns = pgTable(
+  'interest_runs',
+  {
+    asOf: text('as_of').primaryKey(),
+    annualRateBps: integer('annual_rate_bps').notNull(),
+    createdAt: tstz('created_at').notNull().defaultNow(),
+    /** `running` until every open account has its interest command; then `completed`. */
+    status: text('status', { enum: ['running', 'completed'] })
+      .notNull()
+      .default('running'),
+    completedAt: tstz('completed_at'),
+  },
+  (t) => [check('interest_runs_status', sql`${t.status} IN ('running', 'completed')`)],
+);
 
 /**
  * Append-only audit trail: one row per request that asked to change state (accounts, money

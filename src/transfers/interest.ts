@@ -11,20 +11,21 @@ export function dailyInterestMinor(balanceMinor: bigint, annualRateBps: number):
   return (balanceMinor * BigInt(annualRateBps)) / (10_000n * DAYS_PER_YEAR);
 }
 
-export type InterestRunResult =
-  | { kind: 'run'; submitted: number; alreadyDone: number }
-  | { kind: 'rate_conflict'; annualRateBps: number };
+export type InterestRun = {
+  asOf: string;
+  annualRateBps: number;
+  status: 'running' | 'completed';
+  accountsPaid: number;
+  amountTotalMinor: bigint;
+};
 
 /**
- * Once per `as_of`: each account's interest transfer carries the idempotency key
- * `<as_of>:<account id>`, so running again (after a crash, say) finishes what is missing and
- * never pays an account twice. A second run asking another rate is refused.
+ * Records the run for `as_of` (once), or finds it. Another rate for the same `as_of` is refused.
  */
-export async function runInterest(
+export async function openInterestRun(
   pool: pg.Pool,
-  submitter: Submitter,
   input: { asOf: string; annualRateBps: number },
-): Promise<InterestRunResult> {
+): Promise<{ kind: 'open' } | { kind: 'rate_conflict'; annualRateBps: number }> {
   await pool.query(
     `INSERT INTO interest_runs (as_of, annual_rate_bps) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
     [input.asOf, input.annualRateBps],
@@ -36,10 +37,24 @@ export async function runInterest(
   if (run.rows[0]!.annual_rate_bps !== input.annualRateBps) {
     return { kind: 'rate_conflict', annualRateBps: run.rows[0]!.annual_rate_bps };
   }
-  let submitted = 0;
-  let alreadyDone = 0;
+  return { kind: 'open' };
+}
+
+/**
+ * Pays the run, a page of accounts at a time: each account's interest transfer carries the
+ * idempotency key `<as_of>:<account id>`, so running again (after a crash, say) finishes what
+ * is missing and never pays an account twice. `stopping` is asked between pages; a run cut
+ * short stays `running` until it is posted again.
+ */
+export async function payInterest(
+  pool: pg.Pool,
+  submitter: Submitter,
+  input: { asOf: string; annualRateBps: number },
+  stopping: () => boolean = () => false,
+): Promise<void> {
   let after = '00000000-0000-0000-0000-000000000000';
   for (;;) {
+    if (stopping()) return;
     const page = await pool.query<{ id: string; balance: string; currency: string }>(
       `SELECT id, balance, currency FROM accounts
         WHERE kind = 'customer' AND status = 'open' AND balance > 0 AND id > $1
@@ -57,15 +72,79 @@ export async function runInterest(
         toAccountId: a.id,
         amountMinor,
         currency: a.currency,
-        idempotencyScope: 'interest',
+        idempotencyScope: INTEREST_SCOPE,
         idempotencyKey: `${input.asOf}:${a.id}`,
         // The key alone decides: the balance may have moved since the first attempt.
         hashInput: JSON.stringify(['interest', input.asOf, a.id]),
       }));
-    for (const r of await submitter.submit(commands)) {
-      if (r.kind === 'accepted') submitted += 1;
-      else alreadyDone += 1;
-    }
+    await submitter.submit(commands);
   }
-  return { kind: 'run', submitted, alreadyDone };
+  await pool.query(
+    `UPDATE interest_runs SET status = 'completed', completed_at = now()
+      WHERE as_of = $1 AND status = 'running'`,
+    [input.asOf],
+  );
+}
+
+const INTEREST_SCOPE = 'interest';
+
+/** A run with what it has paid so far: its completed interest transfers, found by their keys. */
+export async function getInterestRun(
+  pool: pg.Pool,
+  asOf: string,
+): Promise<InterestRun | undefined> {
+  const res = await pool.query<{
+    annual_rate_bps: number;
+    status: 'running' | 'completed';
+    paid: string;
+    total: string;
+  }>(
+    `SELECT r.annual_rate_bps, r.status,
+            (SELECT count(*) FROM transfers t
+              WHERE t.idempotency_scope = $2 AND t.idempotency_key >= r.as_of || ':'
+                AND t.idempotency_key < r.as_of || ';' AND t.status = 'completed')::text AS paid,
+            (SELECT coalesce(sum(t.amount), 0) FROM transfers t
+              WHERE t.idempotency_scope = $2 AND t.idempotency_key >= r.as_of || ':'
+                AND t.idempotency_key < r.as_of || ';' AND t.status = 'completed')::text AS total
+       FROM interest_runs r WHERE r.as_of = $1`,
+    [asOf, INTEREST_SCOPE],
+  );
+  const r = res.rows[0];
+  if (!r) return undefined;
+  return {
+    asOf,
+    annualRateBps: r.annual_rate_bps,
+    status: r.status,
+    accountsPaid: Number(r.paid),
+    amountTotalMinor: BigInt(r.total),
+  };
+}
+
+/**
+ * Runs in the background of a web process, one at a time per `as_of`; the request that starts a
+ * run answers at once with its status.
+ */
+export class InterestRuns {
+  private readonly running = new Map<string, Promise<void>>();
+  private stopping = false;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly submitter: Submitter,
+  ) {}
+
+  /** Starts paying `as_of` unless this process is already at it or it is completed. */
+  ensure(input: { asOf: string; annualRateBps: number }, onError: (err: Error) => void): void {
+    if (this.running.has(input.asOf) || this.stopping) return;
+    const run = payInterest(this.pool, this.submitter, input, () => this.stopping)
+      .catch(onError)
+      .finally(() => this.running.delete(input.asOf));
+    this.running.set(input.asOf, run);
+  }
+
+  /** Lets the runs finish their page and stop; a run cut short is finished by posting it again. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await Promise.all(this.running.values());
+  }
 }

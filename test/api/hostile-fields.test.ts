@@ -78,6 +78,7 @@ const BASES: Record<string, () => Base> = {
     body: { annual_rate_bps: 0, as_of: '2020-01-01' },
   }),
   'GET /v1/reconciliation': () => ({ path: {}, query: {} }),
+  'GET /v1/interest-runs/{id}': () => ({ path: { id: '2020-01-01' }, query: {} }),
   'GET /v1/audit-events': () => ({ path: {}, query: { limit: '2' } }),
 };
 /** Headers every request may carry, hostile or not, besides each operation's own. */

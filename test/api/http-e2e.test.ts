@@ -277,25 +277,52 @@ describe('over HTTP with the real worker process', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
-  it('an interest run pays each open account once per as_of', async () => {
+  it('an interest run pays each open account once per as_of, in the background, with progress', async () => {
     const a = await account();
     await fund(a, '3650000');
-    const run = await http('POST', '/v1/interest-runs', {
-      body: { annual_rate_bps: 500, as_of: '2026-11-21' },
-    });
-    expect(run.status).toBe(202);
-    expect(run.json.transfers_submitted).toBeGreaterThanOrEqual(1);
-    const again = await http('POST', '/v1/interest-runs', {
-      body: { annual_rate_bps: 500, as_of: '2026-11-21' },
-    });
-    expect(again.json.transfers_submitted).toBe(0);
+    const b = await account();
+    await fund(b, '100');
+    const post = () =>
+      http('POST', '/v1/interest-runs', { body: { annual_rate_bps: 500, as_of: '2026-11-21' } });
+    // Concurrent posts of the same run: one run, nobody paid twice.
+    const [run, twin] = await Promise.all([post(), post()]);
+    expect([run.status, twin.status]).toEqual([202, 202]);
+    expect(run.headers.get('location')).toBe('/v1/interest-runs/2026-11-21');
+    expect(run.json).toMatchObject({ id: '2026-11-21', annual_rate_bps: 500 });
+    let status = run.json;
+    for (let i = 0; status.status !== 'completed' || status.accounts_paid < 1; i++) {
+      if (i > 200) throw new Error(`interest run not done: ${JSON.stringify(status)}`);
+      await new Promise((r) => setTimeout(r, 100));
+      await drained(env.pool);
+      status = (await http('GET', '/v1/interest-runs/2026-11-21')).json;
+    }
+    const again = await post();
+    expect(again.status).toBe(202);
+    expect(again.json.status).toBe('completed');
     const otherRate = await http('POST', '/v1/interest-runs', {
       body: { annual_rate_bps: 600, as_of: '2026-11-21' },
     });
     expect(otherRate.status).toBe(422);
+    expect((await http('GET', '/v1/interest-runs/1999-01-01')).status).toBe(404);
     await drained(env.pool);
-    // 3,650,000 × 5% / 365 = 500.
+    // 3,650,000 × 5% / 365 = 500; 100 × 5% / 365 rounds down to 0: nothing owed, nothing sent.
     expect(await balance(a)).toBe('3650500');
+    expect(await balance(b)).toBe('100');
+    const final = (await http('GET', '/v1/interest-runs/2026-11-21')).json;
+    const paid = await env.pool.query<{ n: string; s: string }>(
+      `SELECT count(*)::text AS n, coalesce(sum(amount), 0)::text AS s FROM transfers
+        WHERE type = 'interest' AND idempotency_key LIKE '2026-11-21:%' AND status = 'completed'`,
+    );
+    expect(final).toMatchObject({
+      status: 'completed',
+      accounts_paid: Number(paid.rows[0]!.n),
+      amount_total: paid.rows[0]!.s,
+    });
+    const perAccount = await env.pool.query(
+      `SELECT to_account_id FROM transfers WHERE type = 'interest' AND idempotency_key LIKE '2026-11-21:%'
+        GROUP BY 1 HAVING count(*) > 1`,
+    );
+    expect(perAccount.rows).toEqual([]);
   });
 
   it('after everything, the reconciliation report is clean and the invariants hold', async () => {
