@@ -87,8 +87,10 @@ export function requestHash(c: Command): string {
       c.currency,
       c.description ?? null,
       c.reversesTransferId ?? null,
-      c.cancelsTransferId ?? null,
-      c.expiresAt?.toISOString() ?? null,
+      // Fields added later join only when set, so a request made before they existed hashes as
+      // it did then, and its retry across an upgrade is still the same request.
+      ...(c.cancelsTransferId ? [{ cancels: c.cancelsTransferId }] : []),
+      ...(c.expiresAt ? [{ expires_at: c.expiresAt.toISOString() }] : []),
     ]);
   return createHash('sha256').update(canonical).digest('hex');
 }
