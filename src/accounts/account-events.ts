@@ -8,7 +8,6 @@ import { streamSSE } from 'hono/streaming';
 import type pg from 'pg';
 import type { Config } from '../config/env';
 import {
-  EVENT_STREAMS_MAX,
   EVENT_STREAM_BATCH_ENTRIES_MAX,
   EVENT_STREAM_HEARTBEAT_MS,
   EVENT_STREAM_LIFETIME_MS,
@@ -26,7 +25,12 @@ import { entryJson } from './accounts.schemas';
 export type EntryWatcher = {
   watchAccount: (accountId: string, onEntries: () => void) => () => void;
 };
-export type AccountEventsDeps = { config: Config; pool: pg.Pool; watcher: EntryWatcher };
+export type AccountEventsDeps = {
+  config: Config;
+  pool: pg.Pool;
+  watcher: EntryWatcher;
+  eventStreamsMax: number;
+};
 
 const SEQUENCE = /^(0|[1-9][0-9]{0,18})$/;
 
@@ -68,11 +72,11 @@ export function accountEventsRouter(deps: AccountEventsDeps) {
     }
     const account = await getAccount(deps.pool, id);
     if (!account) throw new ApiError(404, 'not_found', 'no such account');
-    if (open >= EVENT_STREAMS_MAX) {
+    if (open >= deps.eventStreamsMax) {
       throw new ApiError(
         503,
         'overloaded',
-        `at most ${EVENT_STREAMS_MAX} event streams`,
+        `at most ${deps.eventStreamsMax} event streams`,
         undefined,
         {
           'Retry-After': String(OVERLOADED_RETRY_AFTER_S),

@@ -24,6 +24,8 @@ export type HttpDeps = {
   keys: KeyStore;
   audit: AuditLog;
   interestRuns: InterestRuns;
+  /** Account event streams this process holds open at most. */
+  eventStreamsMax: number;
   metrics: Metrics;
   rateLimit: { perSecond: number; burst: number };
 };

@@ -3,6 +3,8 @@ import { serve, type ServerType } from '@hono/node-server';
 import type { Config } from '../config/env';
 import {
   BACKLOG_CHECK_INTERVAL_MS,
+  EVENT_STREAMS_MAX,
+  STOP_GRACE_MS,
   PARTITION_BACKLOG_LEGS_MAX,
   POOL_SIZE_MAX,
   SUBMIT_WAITING_COMMANDS_MAX,
@@ -29,7 +31,11 @@ export type WebProcess = {
 };
 
 /** Admission bounds; tests set small ones, production takes the limits' defaults. */
-export type WebLimits = { heldCommandsMax?: number; backlogLegsMax?: number };
+export type WebLimits = {
+  heldCommandsMax?: number;
+  backlogLegsMax?: number;
+  eventStreamsMax?: number;
+};
 
 export async function createWebProcess(
   config: Config,
@@ -68,6 +74,7 @@ export async function createWebProcess(
     keys: new KeyStore(pool, config.adminApiKey),
     audit: new AuditLog(pool),
     interestRuns: new InterestRuns(pool, submitter),
+    eventStreamsMax: limits.eventStreamsMax ?? EVENT_STREAMS_MAX,
     metrics: createMetrics({ dispatcher, partitions: config.partitions }),
     rateLimit: config.rateLimit,
   };
@@ -88,8 +95,13 @@ export async function createWebProcess(
       await deps.interestRuns.stop();
       await waiter.stop();
       if (server) {
-        const s = server;
-        await new Promise<void>((resolve) => s.close(() => resolve()));
+        const s = server as ServerType & { closeAllConnections?: () => void };
+        const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+        // Requests in flight get a moment to finish; what is still open then (event streams,
+        // which clients resume elsewhere with Last-Event-ID) is cut.
+        const cut = setTimeout(() => s.closeAllConnections?.(), STOP_GRACE_MS);
+        await closed;
+        clearTimeout(cut);
       }
       await dispatcher.close();
       redis.disconnect();

@@ -101,6 +101,8 @@ export const EVENT_STREAM_LIFETIME_MS = 60 * 60 * 1_000;
 export const EVENT_STREAM_BATCH_ENTRIES_MAX = 500;
 
 /** HTTP. */
+/** On stop, requests in flight get this long before the connections still open are cut. */
+export const STOP_GRACE_MS = 2_000;
 export const API_KEY_CACHE_MS = 5_000;
 /** Secrets remembered at once (known and unknown); past it the cache starts again empty. */
 export const API_KEY_CACHE_ENTRIES_MAX = 10_000;

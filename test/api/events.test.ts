@@ -115,3 +115,50 @@ it('refuses an event id that is not one, and an unknown account', async () => {
   });
   expect(unknown.status).toBe(404);
 });
+
+it('holds at most its bound of streams: past it 503 overloaded at once; a closed one frees its place', async () => {
+  const small = await createTestWeb(env, {}, { eventStreamsMax: 2 });
+  const url = `http://127.0.0.1:${await small.listen(0)}`;
+  const a = await env.account();
+  const open = async () => {
+    const abort = new AbortController();
+    const res = await fetch(`${url}/v1/accounts/${a.id}/events`, {
+      headers: auth,
+      signal: abort.signal,
+    });
+    return { res, close: () => abort.abort() };
+  };
+  try {
+    const first = await open();
+    const second = await open();
+    expect([first.res.status, second.res.status]).toEqual([200, 200]);
+    const third = await open();
+    expect(third.res.status).toBe(503);
+    expect(third.res.headers.get('retry-after')).toBe('1');
+    expect(((await third.res.json()) as { code: string }).code).toBe('overloaded');
+    first.close();
+    // The server notices the hang-up and gives the place back.
+    let again = await open();
+    for (let i = 0; again.res.status !== 200 && i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      again = await open();
+    }
+    expect(again.res.status).toBe(200);
+    again.close();
+    second.close();
+  } finally {
+    await small.stop();
+  }
+});
+
+it('a web process stops within seconds even with an event stream open', async () => {
+  const other = await createTestWeb(env);
+  const url = `http://127.0.0.1:${await other.listen(0)}`;
+  const a = await env.account();
+  const res = await fetch(`${url}/v1/accounts/${a.id}/events`, { headers: auth });
+  expect(res.status).toBe(200);
+  const started = Date.now();
+  await other.stop();
+  expect(Date.now() - started).toBeLessThan(10_000);
+  await res.body?.cancel().catch(() => {});
+});
