@@ -40,6 +40,10 @@ export class AuditLog {
       this.dropped += 1;
     }
     this.buffer.push(event);
+    this.schedule();
+  }
+
+  private schedule(): void {
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
       this.flushing = this.flushing.then(() => this.write());
@@ -84,10 +88,7 @@ export class AuditLog {
         { message: (err as Error).message, waiting: this.buffer.length, dropped: this.dropped },
         'audit rows not written yet',
       );
-      this.timer ??= setTimeout(() => {
-        this.timer = undefined;
-        this.flushing = this.flushing.then(() => this.write());
-      }, this.opts.flushIntervalMs);
+      this.schedule();
     }
   }
 }

@@ -15,8 +15,11 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
+import { FAILURE_CODES, LEGS, TRANSFER_STATUSES, TRANSFER_TYPES } from '../domain/transfer';
 
 const money = (name: string) => bigint(name, { mode: 'bigint' });
+/** `'a', 'b', …` for a CHECK … IN (…): the domain's lists are the one source of each enum. */
+const inList = (values: readonly string[]) => sql.raw(values.map((v) => `'${v}'`).join(', '));
 /** Balances and sequence counters start at zero. */
 const zeroBigint = (name: string) =>
   bigint(name, { mode: 'bigint' })
@@ -86,28 +89,14 @@ export const transfers = pgTable(
   {
     id: uuid('id').primaryKey(),
     type: text('type', {
-      enum: ['deposit', 'withdrawal', 'transfer', 'reversal', 'interest', 'close', 'cancel'],
+      enum: TRANSFER_TYPES,
     }).notNull(),
     fromAccountId: uuid('from_account_id'),
     toAccountId: uuid('to_account_id'),
     amount: money('amount').notNull(),
     currency: char('currency', { length: 3 }).notNull(),
-    status: text('status', { enum: ['accepted', 'debited', 'completed', 'failed'] })
-      .notNull()
-      .default('accepted'),
-    failureCode: text('failure_code', {
-      enum: [
-        'account_not_found',
-        'account_closed',
-        'currency_mismatch',
-        'insufficient_funds',
-        'balance_overflow',
-        'account_not_empty',
-        'cancelled',
-        'expired',
-        'too_late',
-      ],
-    }),
+    status: text('status', { enum: TRANSFER_STATUSES }).notNull().default('accepted'),
+    failureCode: text('failure_code', { enum: FAILURE_CODES }),
     description: text('description'),
     requestHash: text('request_hash').notNull(),
     idempotencyScope: text('idempotency_scope').notNull(),
@@ -130,10 +119,7 @@ export const transfers = pgTable(
       'transfers_amount_positive',
       sql`CASE WHEN ${t.type} IN ('close', 'cancel') THEN ${t.amount} = 0 ELSE ${t.amount} > 0 END`,
     ),
-    check(
-      'transfers_type',
-      sql`${t.type} IN ('deposit', 'withdrawal', 'transfer', 'reversal', 'interest', 'close', 'cancel')`,
-    ),
+    check('transfers_type', sql`${t.type} IN (${inList(TRANSFER_TYPES)})`),
     // The shape each leg relies on: who pays and who is paid, by type; never oneself.
     check(
       'transfers_shape',
@@ -148,11 +134,8 @@ export const transfers = pgTable(
                  AND ${t.fromAccountId} <> ${t.toAccountId}
           END`,
     ),
-    check('transfers_status', sql`${t.status} IN ('accepted', 'debited', 'completed', 'failed')`),
-    check(
-      'transfers_failure_code',
-      sql`${t.failureCode} IN ('account_not_found', 'account_closed', 'currency_mismatch', 'insufficient_funds', 'balance_overflow', 'account_not_empty', 'cancelled', 'expired', 'too_late')`,
-    ),
+    check('transfers_status', sql`${t.status} IN (${inList(TRANSFER_STATUSES)})`),
+    check('transfers_failure_code', sql`${t.failureCode} IN (${inList(FAILURE_CODES)})`),
     check(
       'transfers_failed_has_code',
       sql`(${t.status} <> 'failed') OR (${t.failureCode} IS NOT NULL)`,
@@ -188,7 +171,7 @@ export const appliedLegs = pgTable(
     partition: integer('partition').notNull(),
     applySeq: bigint('apply_seq', { mode: 'bigint' }).notNull(),
     transferId: uuid('transfer_id').notNull(),
-    leg: text('leg', { enum: ['debit', 'credit', 'refund'] }).notNull(),
+    leg: text('leg', { enum: LEGS }).notNull(),
     /** `posted`, or the failure code the leg decided. */
     outcome: text('outcome').notNull(),
     epoch: bigint('epoch', { mode: 'bigint' }).notNull(),
@@ -197,7 +180,7 @@ export const appliedLegs = pgTable(
   (t) => [
     primaryKey({ columns: [t.partition, t.applySeq] }),
     unique('applied_legs_once').on(t.transferId, t.leg),
-    check('applied_legs_leg', sql`${t.leg} IN ('debit', 'credit', 'refund')`),
+    check('applied_legs_leg', sql`${t.leg} IN (${inList(LEGS)})`),
   ],
 );
 
@@ -209,7 +192,7 @@ export const ledgerEntries = pgTable(
     transferId: uuid('transfer_id').notNull(),
     accountId: uuid('account_id').notNull(),
     partition: integer('partition').notNull(),
-    leg: text('leg', { enum: ['debit', 'credit', 'refund'] }).notNull(),
+    leg: text('leg', { enum: LEGS }).notNull(),
     amount: money('amount').notNull(),
     balanceAfter: money('balance_after').notNull(),
     /** Per-account (per sub-balance, for system accounts) sequence: 1, 2, 3… with no gaps. */
@@ -221,7 +204,7 @@ export const ledgerEntries = pgTable(
     // Also the keyset index for per-account history, newest first.
     unique('ledger_entries_account_seq').on(t.accountId, t.partition, t.accountVersion),
     check('ledger_entries_amount_nonzero', sql`${t.amount} <> 0`),
-    check('ledger_entries_leg', sql`${t.leg} IN ('debit', 'credit', 'refund')`),
+    check('ledger_entries_leg', sql`${t.leg} IN (${inList(LEGS)})`),
     check('ledger_entries_version_positive', sql`${t.accountVersion} > 0`),
   ],
 );

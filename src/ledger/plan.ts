@@ -277,10 +277,10 @@ export function plan(input: PlanInput): Plan {
 
   // Cancels first: one that reached the owner in the same batch as the debit it means to stop
   // still comes before it. Results keep the input's order.
-  const cancelFirst = input.legs
-    .map((_, i) => i)
-    .sort((a, b) => Number(isCancel(input.legs[b]!)) - Number(isCancel(input.legs[a]!)));
-  for (const i of cancelFirst) {
+  const cancels: number[] = [];
+  const others: number[] = [];
+  input.legs.forEach((leg, i) => (isCancel(leg) ? cancels : others).push(i));
+  for (const i of [...cancels, ...others]) {
     const job = input.legs[i]!;
     const t = transferOf(job.transferId);
     if (!t) {

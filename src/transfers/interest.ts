@@ -99,14 +99,14 @@ export async function getInterestRun(
     paid: string;
     total: string;
   }>(
-    `SELECT r.annual_rate_bps, r.status,
-            (SELECT count(*) FROM transfers t
-              WHERE t.idempotency_scope = $2 AND t.idempotency_key >= r.as_of || ':'
-                AND t.idempotency_key < r.as_of || ';' AND t.status = 'completed')::text AS paid,
-            (SELECT coalesce(sum(t.amount), 0) FROM transfers t
-              WHERE t.idempotency_scope = $2 AND t.idempotency_key >= r.as_of || ':'
-                AND t.idempotency_key < r.as_of || ';' AND t.status = 'completed')::text AS total
-       FROM interest_runs r WHERE r.as_of = $1`,
+    `SELECT r.annual_rate_bps, r.status, p.paid, p.total
+       FROM interest_runs r,
+            LATERAL (SELECT count(*)::text AS paid, coalesce(sum(t.amount), 0)::text AS total
+                       FROM transfers t
+                      WHERE t.idempotency_scope = $2 AND t.status = 'completed'
+                        AND t.idempotency_key >= r.as_of || ':'
+                        AND t.idempotency_key < r.as_of || ';') p
+      WHERE r.as_of = $1`,
     [asOf, INTEREST_SCOPE],
   );
   const r = res.rows[0];

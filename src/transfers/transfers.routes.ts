@@ -155,11 +155,34 @@ function respond(c: Context<AuthEnv>, deps: TransfersDeps, type: string, result:
       return c.json(transferJson(result.transfer), result.kind === 'accepted' ? 202 : 200, headers);
     }
     case 'idempotency_key_reused':
-      throw new ApiError(
-        422,
-        'idempotency_key_reused',
-        'this Idempotency-Key was used with a different request',
-      );
+      throw keyReused();
+  }
+}
+
+function keyReused(): ApiError {
+  return new ApiError(
+    422,
+    'idempotency_key_reused',
+    'this Idempotency-Key was used with a different request',
+  );
+}
+
+/** One command through the intake; what it cannot record becomes 503, as the contract says. */
+async function record(
+  c: Context<AuthEnv>,
+  deps: TransfersDeps,
+  command: Omit<Command, 'idempotencyScope' | 'idempotencyKey'>,
+  idempotencyKey: string,
+): Promise<SubmitResult> {
+  try {
+    const [result] = await deps.submitter.submit(
+      [{ ...command, idempotencyScope: c.get('principal').keyId, idempotencyKey }],
+      { admit: true },
+    );
+    return result!;
+  } catch (err) {
+    if (err instanceof OverloadedError) throw overloaded(err.message);
+    throw unavailable(err);
   }
 }
 
@@ -170,16 +193,7 @@ async function submitOne(
 ) {
   const idempotencyKey = idempotencyKeyOf(c);
   requireQueue(deps);
-  let result: SubmitResult;
-  try {
-    [result] = (await deps.submitter.submit(
-      [{ ...command, idempotencyScope: c.get('principal').keyId, idempotencyKey }],
-      { admit: true },
-    )) as [SubmitResult];
-  } catch (err) {
-    if (err instanceof OverloadedError) throw overloaded(err.message);
-    throw unavailable(err);
-  }
+  const result = await record(c, deps, command, idempotencyKey);
   return respond(c, deps, command.type, result);
 }
 
@@ -198,24 +212,9 @@ async function submitCommand(
     c.req.header('idempotency-key') === undefined
       ? `${command.type}:${randomUUID()}`
       : idempotencyKeyOf(c);
-  let result: SubmitResult;
-  try {
-    [result] = (await deps.submitter.submit(
-      [{ ...command, idempotencyScope: c.get('principal').keyId, idempotencyKey }],
-      { admit: true },
-    )) as [SubmitResult];
-  } catch (err) {
-    if (err instanceof OverloadedError) throw overloaded(err.message);
-    throw unavailable(err);
-  }
+  const result = await record(c, deps, command, idempotencyKey);
   deps.submissions.inc({ type: command.type, result: result.kind });
-  if (result.kind !== 'accepted' && result.kind !== 'replayed') {
-    throw new ApiError(
-      422,
-      'idempotency_key_reused',
-      'the Idempotency-Key was used for another request',
-    );
-  }
+  if (result.kind === 'idempotency_key_reused') throw keyReused();
   return result.transfer.id;
 }
 

@@ -12,7 +12,8 @@ import { createPool } from '../../src/db/db';
 import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
 import { Submitter, type Command } from '../../src/transfers/submit';
 import { processEnv, spawnScript } from '../support/processes';
-import { drained, dropStores, freePort, freshStores, untilHttp } from './load';
+import { freePort } from '../support/servers';
+import { drained, dropStores, freshStores, untilHttp } from './load';
 
 const TRANSFERS_MAX = 1_000_000;
 const SECONDS_MAX = 600;

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { createAccount } from '../../src/accounts/accounts.repository';
 import type { Config } from '../../src/config/env';
 import { ensureDatabase, runMigrations } from '../../src/db/migrate';
+import { freePort } from '../support/servers';
 import { reconcile } from '../../src/ledger/reconcile';
 import { createPool } from '../../src/db/db';
 import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
@@ -145,17 +146,6 @@ export async function dropStores(config: Config): Promise<void> {
   const redis = new Redis(config.redisUrl);
   await deleteKeys(redis, `${config.queuePrefix}:*`);
   redis.disconnect();
-}
-
-export async function freePort(): Promise<number> {
-  const net = await import('node:net');
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export async function untilHttp(url: string, children: Child[]): Promise<void> {

@@ -51,17 +51,14 @@ export async function drained(pool: pg.Pool, timeoutMs = 60_000): Promise<void> 
  */
 export async function expectBalancesFromTransfers(pool: pg.Pool): Promise<void> {
   const wrong = await pool.query(
-    `SELECT a.id, a.balance,
-            coalesce((SELECT sum(amount) FROM transfers
-                       WHERE to_account_id = a.id AND status = 'completed'), 0)
-          - coalesce((SELECT sum(amount) FROM transfers
-                       WHERE from_account_id = a.id AND status = 'completed'), 0) AS expected
-       FROM accounts a
-      WHERE a.kind = 'customer'
-        AND a.balance <> coalesce((SELECT sum(amount) FROM transfers
-                                    WHERE to_account_id = a.id AND status = 'completed'), 0)
-                       - coalesce((SELECT sum(amount) FROM transfers
-                                    WHERE from_account_id = a.id AND status = 'completed'), 0)`,
+    `WITH expected AS (
+       SELECT a.id, a.balance,
+              coalesce((SELECT sum(amount) FROM transfers
+                         WHERE to_account_id = a.id AND status = 'completed'), 0)
+            - coalesce((SELECT sum(amount) FROM transfers
+                         WHERE from_account_id = a.id AND status = 'completed'), 0) AS expected
+         FROM accounts a WHERE a.kind = 'customer')
+     SELECT * FROM expected WHERE balance <> expected`,
   );
   expect(wrong.rows).toEqual([]);
 }
