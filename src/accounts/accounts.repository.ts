@@ -1,7 +1,9 @@
 // Accounts: creation (with the per-currency system accounts it needs) and reads.
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { isUuid } from '../domain/ids';
 import { SYSTEM_NAMES, type TransferType } from '../domain/transfer';
+import { partitionOf } from '../partitions/routing';
 
 export type Account = {
   id: string;
@@ -42,7 +44,7 @@ function toAccount(r: AccountRow): Account {
  */
 export async function createAccount(
   pool: pg.Pool,
-  input: { holder: string; currency: string; overdraftLimit: bigint },
+  input: { holder: string; currency: string; overdraftLimit: bigint; partitions: number },
 ): Promise<Account> {
   await pool.query(
     `INSERT INTO accounts (holder, currency, kind, system_name)
@@ -50,10 +52,19 @@ export async function createAccount(
      ON CONFLICT (system_name, currency) WHERE system_name IS NOT NULL DO NOTHING`,
     [input.currency, SYSTEM_NAMES],
   );
+  // The id is made here so the row can carry its partition, where its owner finds it.
+  const id = randomUUID();
   const res = await pool.query<AccountRow>(
-    `INSERT INTO accounts (holder, currency, overdraft_limit) VALUES ($1, $2, $3)
+    `INSERT INTO accounts (id, holder, currency, overdraft_limit, partition)
+     VALUES ($1, $2, $3, $4, $5)
      RETURNING ${ACCOUNT_COLUMNS}`,
-    [input.holder, input.currency, input.overdraftLimit.toString()],
+    [
+      id,
+      input.holder,
+      input.currency,
+      input.overdraftLimit.toString(),
+      partitionOf(id, input.partitions),
+    ],
   );
   return toAccount(res.rows[0]!);
 }

@@ -62,6 +62,7 @@ export function accountsRouter(deps: AccountsDeps) {
       holder: b.holder,
       currency: b.currency,
       overdraftLimit,
+      partitions: deps.config.partitions,
     });
     c.set('auditTarget', account.id);
     return c.json(accountJson(account), 201, { Location: `/v1/accounts/${account.id}` });

@@ -7,12 +7,10 @@ import { createRoute, z } from '@hono/zod-openapi';
 import { API_KEY_NAME_LENGTH_MAX, INTEREST_RATE_BPS_MAX } from '../config/limits';
 import { getInterestRun, openInterestRun, type InterestRun } from '../transfers/interest';
 import { reconcile } from '../ledger/reconcile';
-import { requireQueue } from '../transfers/transfers.routes';
 import { SCOPES, hashSecret, newSecret, requireScope } from '../http/auth';
 import { ApiError } from '../http/problem';
 import { BEARER, newRouter } from '../http/router';
 import type { HttpDeps } from './deps';
-import { log } from '../shared/log';
 import { IdParam, StorableText, problemResponses } from '../http/schemas';
 
 const CreateKeyBody = z
@@ -112,7 +110,9 @@ export function adminRouter(deps: HttpDeps) {
     summary: 'Pay daily interest to every open account, once per as_of',
     description:
       'Each open customer account with a positive balance receives floor(balance × annual_rate_bps / 10,000 / 365) ' +
-      'from the interest system account, in the background: the answer is the run, to poll. Posting again for the same as_of pays nobody twice and finishes a run that was cut short.',
+      "from the interest system account. The run is recorded at once (the answer, to poll); each partition's " +
+      'owner then pays its own accounts in its order, a page at a time, and a new owner goes on where a dead ' +
+      'one stopped. Posting again for the same as_of pays nobody twice.',
     tags: ['admin'],
     security: BEARER,
     middleware: [requireScope('admin')] as const,
@@ -129,9 +129,11 @@ export function adminRouter(deps: HttpDeps) {
   });
   r.openapi(interest, async (c) => {
     const b = c.req.valid('json');
-    requireQueue(deps);
-    const input = { asOf: b.as_of, annualRateBps: b.annual_rate_bps };
-    const opened = await openInterestRun(deps.pool, input);
+    const opened = await openInterestRun(deps.pool, {
+      asOf: b.as_of,
+      annualRateBps: b.annual_rate_bps,
+      partitions: deps.config.partitions,
+    });
     if (opened.kind === 'rate_conflict') {
       throw new ApiError(
         422,
@@ -140,11 +142,6 @@ export function adminRouter(deps: HttpDeps) {
       );
     }
     const run = (await getInterestRun(deps.pool, b.as_of))!;
-    if (run.status === 'running') {
-      deps.interestRuns.ensure(input, (err) =>
-        log.error({ err, as_of: b.as_of }, 'interest run stopped; post it again to finish it'),
-      );
-    }
     c.set('auditTarget', b.as_of);
     return c.json(interestJson(run), 202, { Location: `/v1/interest-runs/${b.as_of}` });
   });

@@ -7,7 +7,6 @@ import type { KeyStore } from '../http/auth';
 import type { Dispatcher } from '../queue/queues';
 import type { Submitter } from '../transfers/submit';
 import type { Admission } from '../transfers/admission';
-import type { InterestRuns } from '../transfers/interest';
 import type { TransferReader } from '../transfers/transfers.repository';
 import type { TransferWaiter } from '../transfers/transfer-waiter';
 import type { Metrics } from './metrics';
@@ -23,7 +22,6 @@ export type HttpDeps = {
   admission: Admission;
   keys: KeyStore;
   audit: AuditLog;
-  interestRuns: InterestRuns;
   /** Account event streams this process holds open at most. */
   eventStreamsMax: number;
   metrics: Metrics;

@@ -11,7 +11,6 @@ import {
 } from '../config/limits';
 import { Admission } from '../transfers/admission';
 import { AuditLog } from '../audit/audit.repository';
-import { InterestRuns } from '../transfers/interest';
 import { createPool } from '../db/db';
 import { createProducerConnection, Dispatcher } from '../queue/queues';
 import { Submitter } from '../transfers/submit';
@@ -73,7 +72,6 @@ export async function createWebProcess(
     admission,
     keys: new KeyStore(pool, config.adminApiKey),
     audit: new AuditLog(pool),
-    interestRuns: new InterestRuns(pool, submitter),
     eventStreamsMax: limits.eventStreamsMax ?? EVENT_STREAMS_MAX,
     metrics: createMetrics({ dispatcher, partitions: config.partitions }),
     rateLimit: config.rateLimit,
@@ -92,7 +90,6 @@ export async function createWebProcess(
       }),
     async stop() {
       admission.stop();
-      await deps.interestRuns.stop();
       await waiter.stop();
       if (server) {
         const s = server as ServerType & { closeAllConnections?: () => void };

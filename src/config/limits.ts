@@ -113,4 +113,6 @@ export const RATE_LIMIT_KEYS_MAX = 100_000;
 export const LONG_POLL_WAITERS_MAX = 50_000;
 export const API_KEY_NAME_LENGTH_MAX = 100;
 export const INTEREST_RATE_BPS_MAX = 100_000;
-export const INTEREST_PAGE_SIZE = 1_000;
+/** Accounts a partition's owner looks at per page of an interest run, one page per poll. */
+export const INTEREST_PAGE_ACCOUNTS_MAX = 1_000;
+export const INTEREST_POLL_INTERVAL_MS = 1_000;

@@ -50,6 +50,11 @@ export const accounts = pgTable(
     /** The per-account entry sequence: the `account_version` of the newest ledger entry. */
     version: zeroBigint('version'),
     createdAt: tstz('created_at').notNull().defaultNow(),
+    /**
+     * A customer account's partition (a hash of its id, worked out where it is created), so an
+     * owner can find its own accounts; null for system accounts, which live on every partition.
+     */
+    partition: integer('partition'),
   },
   (t) => [
     // Invariant 3: no balance below its overdraft limit, enforced as the last line of defence.
@@ -62,6 +67,12 @@ export const accounts = pgTable(
     uniqueIndex('accounts_system_per_currency')
       .on(t.systemName, t.currency)
       .where(sql`${t.systemName} IS NOT NULL`),
+    check('accounts_partition_nonnegative', sql`${t.partition} >= 0`),
+    // An owner pages its accounts by id. Columns the owner updates (balance, status) stay out of
+    // every index, so a balance update remains a heap-only (HOT) update.
+    index('accounts_partition_id')
+      .on(t.partition, t.id)
+      .where(sql`${t.kind} = 'customer'`),
   ],
 );
 
@@ -244,13 +255,40 @@ export const interestRuns = pgTable(
     asOf: text('as_of').primaryKey(),
     annualRateBps: integer('annual_rate_bps').notNull(),
     createdAt: tstz('created_at').notNull().defaultNow(),
-    /** `running` until every open account has its interest command; then `completed`. */
+    /** `running` until every partition's owner has made its accounts' interest transfers. */
     status: text('status', { enum: ['running', 'completed'] })
       .notNull()
       .default('running'),
     completedAt: tstz('completed_at'),
   },
   (t) => [check('interest_runs_status', sql`${t.status} IN ('running', 'completed')`)],
+);
+
+/**
+ * One row per run and partition: that partition's owner pays its own accounts, a page at a time
+ * in id order, and keeps here how far it has got, so a new owner goes on where the last stopped.
+ */
+export const interestRunPartitions = pgTable(
+  'interest_run_partitions',
+  {
+    asOf: text('as_of')
+      .notNull()
+      .references(() => interestRuns.asOf),
+    partition: integer('partition').notNull(),
+    /** The last account id this partition has made an interest transfer for; null: none yet. */
+    paidThrough: uuid('paid_through'),
+    status: text('status', { enum: ['running', 'completed'] })
+      .notNull()
+      .default('running'),
+    completedAt: tstz('completed_at'),
+  },
+  (t) => [
+    primaryKey({ columns: [t.asOf, t.partition] }),
+    check('interest_run_partitions_status', sql`${t.status} IN ('running', 'completed')`),
+    index('interest_run_partitions_running')
+      .on(t.partition)
+      .where(sql`${t.status} = 'running'`),
+  ],
 );
 
 /**

@@ -21,6 +21,7 @@ import { EnvelopeSchema, parseLeg, queueName } from '../queue/queues';
 import { AssertionError } from '../shared/assert';
 import { log } from '../shared/log';
 import { backlogLegs } from './backlog';
+import { makeInterestPage } from './interest';
 
 export type OwnerStats = {
   batches: number;
@@ -34,6 +35,8 @@ export type OwnerStats = {
   fencedBatches: number;
   swept: number;
   backlogAlarms: number;
+  /** Interest transfers this owner made for its accounts (then applied like any other). */
+  interestTransfers: number;
 };
 
 export function emptyStats(): OwnerStats {
@@ -47,6 +50,7 @@ export function emptyStats(): OwnerStats {
     fencedBatches: 0,
     swept: 0,
     backlogAlarms: 0,
+    interestTransfers: 0,
   };
 }
 
@@ -59,6 +63,10 @@ export type OwnerTuning = {
   sweepIntervalMs: number;
   sweepBatchMax: number;
   backlogAlarmLegs: number;
+  /** How often a worker asks for interest runs its partitions have still to pay. */
+  interestPollIntervalMs: number;
+  /** Accounts an owner looks at per page of an interest run: one page per poll. */
+  interestPageAccountsMax: number;
 };
 
 export type OwnerHooks = {
@@ -334,6 +342,24 @@ export class PartitionOwner {
     this.stats.swept += legs.length;
     await this.checkBacklog();
     return legs.length;
+  }
+
+  /**
+   * The next page of an interest run for this partition's accounts: its transfers are made, then
+   * their debit legs join this owner's stream (in memory when it takes them). True while the
+   * partition has more to pay. If this owner dies before applying them, the sweep re-drives them.
+   */
+  async payInterestPage(asOf: string): Promise<boolean> {
+    if (this.stopped) return false;
+    const page = await makeInterestPage(this.deps.pool, {
+      asOf,
+      partition: this.partition,
+      pageAccountsMax: this.deps.tuning.interestPageAccountsMax,
+    });
+    if (!page) return false;
+    this.stats.interestTransfers += page.legs.length;
+    await this.deps.forward(page.legs);
+    return !page.partitionDone;
   }
 
   /** The backlog alarm: this many legs waiting means the partition's owner cannot keep up. */

@@ -9,6 +9,8 @@ import {
   CLAIM_INTERVAL_MS,
   ENVELOPES_IN_HAND_MAX,
   HAND_OFF_LEGS_MAX,
+  INTEREST_PAGE_ACCOUNTS_MAX,
+  INTEREST_POLL_INTERVAL_MS,
   LEASE_MS,
   SWEEP_AFTER_MS,
   SWEEP_BATCH_MAX,
@@ -36,6 +38,7 @@ import {
   type OwnerStats,
   type OwnerTuning,
 } from './partition-owner';
+import { backfillPartitions, runningInterest } from './interest';
 import { partitionOf } from './routing';
 import { log } from '../shared/log';
 
@@ -62,6 +65,8 @@ export class WorkerProcess {
   private readonly tuning: OwnerTuning;
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> = Promise.resolve();
+  private interestTimer: NodeJS.Timeout | undefined;
+  private paying: Promise<void> = Promise.resolve();
   private stopping = false;
   /** Totals of owners that have already stopped, so stats survive a partition moving away. */
   private readonly retired: OwnerStats = emptyStats();
@@ -92,14 +97,20 @@ export class WorkerProcess {
       sweepIntervalMs: SWEEP_INTERVAL_MS,
       sweepBatchMax: SWEEP_BATCH_MAX,
       backlogAlarmLegs: BACKLOG_ALARM_LEGS,
+      interestPollIntervalMs: INTEREST_POLL_INTERVAL_MS,
+      interestPageAccountsMax: INTEREST_PAGE_ACCOUNTS_MAX,
       ...opts.tuning,
     };
   }
 
   async start(): Promise<void> {
-    await ensurePartitionRows(this.pool, this.opts.config.partitions);
+    const { partitions } = this.opts.config;
+    await ensurePartitionRows(this.pool, partitions);
+    // Accounts made by a web older than the partition column get it before any run reads them.
+    await backfillPartitions(this.pool, partitions, (id) => partitionOf(id, partitions));
     await this.tick();
     this.schedule();
+    this.scheduleInterest();
   }
 
   ownedPartitions(): number[] {
@@ -125,7 +136,9 @@ export class WorkerProcess {
   private async shutdown(opts: { release: boolean }): Promise<void> {
     this.stopping = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.interestTimer) clearTimeout(this.interestTimer);
     await this.ticking;
+    await this.paying;
     await Promise.all(this.ownedPartitions().map((p) => this.letGo(p, opts)));
     if (opts.release) await forgetWorker(this.pool, this.id).catch(() => {});
     await this.dispatcher.close();
@@ -174,6 +187,26 @@ export class WorkerProcess {
       partitions,
     });
     for (const claim of claimed) this.run(claim);
+  }
+
+  private scheduleInterest(): void {
+    if (this.stopping) return;
+    this.interestTimer = setTimeout(() => {
+      this.paying = this.payInterest()
+        .catch((err: Error) => log.error({ err, worker: this.id }, 'interest page failed'))
+        .finally(() => this.scheduleInterest());
+    }, this.tuning.interestPollIntervalMs);
+  }
+
+  /**
+   * Each owned partition with a run to pay pays one page of it per poll, so a run moves along
+   * beside the traffic instead of in front of it.
+   */
+  private async payInterest(): Promise<void> {
+    for (const { asOf, partition } of await runningInterest(this.pool, this.ownedPartitions())) {
+      if (this.stopping) return;
+      await this.owners.get(partition)?.owner.payInterestPage(asOf);
+    }
   }
 
   /** Starts an owner for a partition this process has just claimed (or stolen, in tests). */

@@ -63,7 +63,14 @@ async function crashUnderLoad(synchronousCommit: 'on' | 'off'): Promise<Outcome>
   const accounts: string[] = [];
   for (let i = 0; i < 8; i++) {
     accounts.push(
-      (await createAccount(pool, { holder: `h${i}`, currency: 'EUR', overdraftLimit: 0n })).id,
+      (
+        await createAccount(pool, {
+          holder: `h${i}`,
+          currency: 'EUR',
+          overdraftLimit: 0n,
+          partitions: config.partitions,
+        })
+      ).id,
     );
   }
   for (const id of accounts) {

@@ -54,6 +54,7 @@ runMain(async () => {
       holder: 'payer',
       currency: 'EUR',
       overdraftLimit: 0n,
+      partitions: config.partitions,
     });
     const payees = await pool.query<{ id: string }>(
       `INSERT INTO accounts (holder, currency) SELECT 'payee', 'EUR' FROM generate_series(1, $1::int)

@@ -497,6 +497,7 @@ async function runLedgerline(s: Scenario, opts: LabOptions): Promise<LabRecord> 
       holder: 'lab-0',
       currency: 'EUR',
       overdraftLimit: 0n,
+      partitions: config.partitions,
     });
     const rest = await pool.query<{ id: string }>(
       `INSERT INTO accounts (holder, currency)

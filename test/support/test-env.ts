@@ -16,7 +16,11 @@ import { isFinal } from '../../src/domain/transfer';
 import { adminUrl, serverUrl } from './urls';
 
 /** Tuning that makes the engine's timers fit a test's patience. */
-export const FAST_TUNING = { sweepAfterMs: 1_000, sweepIntervalMs: 250 } as const;
+export const FAST_TUNING = {
+  sweepAfterMs: 1_000,
+  sweepIntervalMs: 250,
+  interestPollIntervalMs: 100,
+} as const;
 
 export type TestEnv = {
   config: Config;
@@ -91,6 +95,7 @@ export async function createTestEnv(
         holder: `holder-${randomBytes(3).toString('hex')}`,
         currency: o.currency ?? 'EUR',
         overdraftLimit: o.overdraftLimit ?? 0n,
+        partitions: config.partitions,
       }),
     async submit(commands) {
       const results = await submitter.submit(

@@ -2,7 +2,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseAmount } from '../../src/domain/money';
-import { dailyInterestMinor } from '../../src/transfers/interest';
+import { dailyInterestMinor } from '../../src/domain/interest';
 
 const MAX = 1_000_000_000_000n;
 
