@@ -160,7 +160,12 @@ export function adminRouter(deps: HttpDeps) {
     },
   });
   r.openapi(interestStatus, async (c) => {
-    const run = await getInterestRun(deps.pool, c.req.valid('param').id);
+    const { id } = c.req.valid('param');
+    // A run is known by its as_of date; anything else names no run (and may hold what
+    // PostgreSQL cannot take as text, NUL for one).
+    const run = z.iso.date().safeParse(id).success
+      ? await getInterestRun(deps.pool, id)
+      : undefined;
     if (!run) throw new ApiError(404, 'not_found', 'no interest run for that as_of');
     return c.json(interestJson(run), 200);
   });

@@ -398,6 +398,9 @@ describe('not found', () => {
       'not_found',
     );
     expectProblem(await call('GET', '/v1/nothing-here'), 404, 'not_found');
+    // An interest run is known by its as_of; a NUL there once reached PostgreSQL and got 500.
+    expectProblem(await call('GET', '/v1/interest-runs/1999-01-01'), 404, 'not_found');
+    expectProblem(await call('GET', '/v1/interest-runs/a%00b'), 404, 'not_found');
   });
 
   it('a path asked with a method it does not answer gets 405 method_not_allowed with Allow', async () => {
