@@ -45,6 +45,7 @@ export type Reconciliation = {
 export async function reconcile(pool: pg.Pool): Promise<Reconciliation> {
   return withClient(pool, async (client) => {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    await client.query('SET LOCAL enable_seqscan = on');
     try {
       return await check(client);
     } finally {
