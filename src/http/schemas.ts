@@ -75,3 +75,17 @@ export const IdempotencyHeader = z.object({
     .optional()
     .openapi({ description: '1 to 255 printable ASCII characters; required on money movements.' }),
 });
+
+/** A money movement's headers: its Idempotency-Key, and RFC 7240's `Prefer: wait=N`. */
+export const MoneyMovementHeaders = IdempotencyHeader.extend({
+  prefer: z
+    .string()
+    .optional()
+    .openapi({
+      description:
+        'RFC 7240. `wait=N` (seconds, at most 30): hold the answer until the transfer is final, ' +
+        'then 200 with it; if N seconds pass first, 202 pending as without it. ' +
+        'The answer carries `Preference-Applied`. Other preferences are ignored.',
+      example: 'wait=10',
+    }),
+});

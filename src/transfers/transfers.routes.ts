@@ -20,7 +20,12 @@ import type { Config } from '../config/env';
 import { BEARER, newRouter } from '../http/router';
 import { OverloadedError, type Submitter } from './submit';
 import type { TransferWaiter } from './transfer-waiter';
-import { IdParam, IdempotencyHeader, problemResponses } from '../http/schemas';
+import {
+  IdParam,
+  IdempotencyHeader,
+  MoneyMovementHeaders,
+  problemResponses,
+} from '../http/schemas';
 import { isProgrammerPgError } from '../db/db';
 import { AssertionError } from '../shared/assert';
 import { parseAmount } from '../domain/money';
@@ -58,7 +63,9 @@ const accepted = {
     content: { 'application/json': { schema: TransferOut } },
   },
   200: {
-    description: 'A replay of an earlier request with the same Idempotency-Key and body.',
+    description:
+      'Final: asked with `Prefer: wait=N`, the transfer completed or failed within N seconds; ' +
+      'or a replay of an earlier request with the same Idempotency-Key and body.',
     content: { 'application/json': { schema: TransferOut } },
   },
   ...problemResponses(400, 401, 403, 404, 413, 422, 429, 503),
@@ -73,7 +80,7 @@ function moneyRoute<B extends z.ZodType>(path: string, summary: string, body: B)
     security: BEARER,
     middleware: [requireScope('transfers:write'), rejectNonIntegerAmountLiterals] as const,
     request: {
-      headers: IdempotencyHeader,
+      headers: MoneyMovementHeaders,
       body: { required: true, content: { 'application/json': { schema: body } } },
     },
     responses: accepted,
@@ -144,7 +151,16 @@ export function requireQueue(deps: { redis: RedisConnection }): void {
   }
 }
 
-function respond(c: Context<AuthEnv>, deps: TransfersDeps, type: string, result: SubmitResult) {
+/**
+ * The answer to a recorded money movement: 202 pending (200 for a replay); asked with
+ * `Prefer: wait=N`, held until the transfer is final (then 200) or N seconds have passed.
+ */
+async function respond(
+  c: Context<AuthEnv>,
+  deps: TransfersDeps,
+  type: string,
+  result: SubmitResult,
+) {
   deps.submissions.inc({ type, result: result.kind });
   switch (result.kind) {
     case 'accepted':
@@ -152,10 +168,54 @@ function respond(c: Context<AuthEnv>, deps: TransfersDeps, type: string, result:
       const headers: Record<string, string> = { Location: `/v1/transfers/${result.transfer.id}` };
       if (result.kind === 'replayed') headers['Idempotent-Replayed'] = 'true';
       c.set('auditTarget', result.transfer.id);
-      return c.json(transferJson(result.transfer), result.kind === 'accepted' ? 202 : 200, headers);
+      let transfer = result.transfer;
+      const waitS = preferredWaitSeconds(c.req.header('prefer'));
+      if (waitS > 0) {
+        headers['Preference-Applied'] = `wait=${waitS}`;
+        if (!isFinal(transfer.status)) transfer = await untilFinal(c, deps, transfer.id, waitS);
+      }
+      const status = result.kind === 'replayed' || isFinal(transfer.status) ? 200 : 202;
+      return c.json(transferJson(transfer), status, headers);
     }
     case 'idempotency_key_reused':
       throw keyReused();
+  }
+}
+
+/**
+ * RFC 7240's `wait` preference in seconds, bounded by WAIT_SECONDS_MAX; 0 when there is none or
+ * it is not understood (a preference is never an error).
+ */
+export function preferredWaitSeconds(prefer: string | undefined): number {
+  if (prefer === undefined) return 0;
+  for (const preference of prefer.split(',')) {
+    const m = /^\s*wait\s*=\s*"?([0-9]{1,9})"?\s*(?:;.*)?$/i.exec(preference);
+    if (m) return Math.min(Number(m[1]), WAIT_SECONDS_MAX);
+  }
+  return 0;
+}
+
+/**
+ * The transfer once it is final, or as it stands when `waitS` seconds have passed or the client
+ * has hung up. Subscribes before reading, so a notification between the read and the wait is
+ * not lost.
+ */
+async function untilFinal(
+  c: Context,
+  deps: TransfersDeps,
+  id: string,
+  waitS: number,
+): Promise<Transfer> {
+  const sub = deps.waiter.subscribe(id.toLowerCase(), waitS * 1000);
+  const stopWaiting = onClientGone(c, () => sub.cancel());
+  try {
+    const transfer = await findTransfer(deps, id);
+    if (isFinal(transfer.status)) return transfer;
+    await sub.done;
+    return await findTransfer(deps, id);
+  } finally {
+    sub.cancel();
+    stopWaiting();
   }
 }
 
@@ -322,7 +382,7 @@ export function transfersRouter(deps: TransfersDeps) {
     middleware: [requireScope('transfers:write'), rejectNonIntegerAmountLiterals] as const,
     request: {
       params: IdParam,
-      headers: IdempotencyHeader,
+      headers: MoneyMovementHeaders,
       body: { required: false, content: { 'application/json': { schema: ReversalBody } } },
     },
     responses: accepted,
@@ -489,20 +549,8 @@ export function transfersRouter(deps: TransfersDeps) {
   r.openapi(get, async (c) => {
     const { id } = c.req.valid('param');
     const { wait } = c.req.valid('query');
-    if (!wait) return c.json(transferJson(await findTransfer(deps, id)), 200);
-    // Subscribe before reading, so a notification between the read and the wait is not lost.
-    const sub = deps.waiter.subscribe(id.toLowerCase(), wait * 1000);
-    const stopWaiting = onClientGone(c, () => sub.cancel());
-    try {
-      let transfer = await findTransfer(deps, id);
-      if (isFinal(transfer.status)) return c.json(transferJson(transfer), 200);
-      await sub.done;
-      transfer = await findTransfer(deps, id);
-      return c.json(transferJson(transfer), 200);
-    } finally {
-      sub.cancel();
-      stopWaiting();
-    }
+    const transfer = wait ? await untilFinal(c, deps, id, wait) : await findTransfer(deps, id);
+    return c.json(transferJson(transfer), 200);
   });
 
   return r;
