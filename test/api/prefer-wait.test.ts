@@ -57,12 +57,13 @@ describe('Prefer: wait', () => {
     expect(dep.json).toMatchObject({ status: 'completed', to_balance_after: '100' });
 
     // Across partitions: the answer waits for the credit on the other partition too.
-    const t = await move('t', '/v1/transfers', {
+    const across = {
       from_account_id: a,
       to_account_id: far,
       amount: '60',
       currency: 'EUR',
-    });
+    };
+    const t = await move('t', '/v1/transfers', across);
     expect(t.status).toBe(200);
     expect(t.json).toMatchObject({ status: 'completed', from_balance_after: '40' });
 
@@ -75,12 +76,7 @@ describe('Prefer: wait', () => {
     expect(short.json).toMatchObject({ status: 'failed', failure_code: 'insufficient_funds' });
 
     // A replay with the same key is the same transfer, final.
-    const again = await move('t', '/v1/transfers', {
-      from_account_id: a,
-      to_account_id: far,
-      amount: '60',
-      currency: 'EUR',
-    });
+    const again = await move('t', '/v1/transfers', across);
     expect(again.status).toBe(200);
     expect(again.json).toMatchObject({ id: t.json.id, status: 'completed' });
     expect(again.headers.get('idempotent-replayed')).toBe('true');

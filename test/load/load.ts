@@ -278,7 +278,7 @@ function ledgerlineTarget(port: number, s: Scenario, ids: readonly string[], key
             const i = next();
             context.i = i;
             context.id = undefined;
-          context.final = false;
+            context.final = false;
             context.t0 = performance.now();
             const m = s.move(i);
             const amount = m.amount.toString();
