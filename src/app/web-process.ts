@@ -1,5 +1,5 @@
 // A web process: the app wired to PostgreSQL, Redis and the long-poll listener, served over HTTP.
-import { serve, type ServerType } from '@hono/node-server';
+import type { ServerType } from '@hono/node-server';
 import type { Config } from '../config/env';
 import {
   BACKLOG_CHECK_INTERVAL_MS,
@@ -12,6 +12,7 @@ import {
 import { Admission } from '../transfers/admission';
 import { AuditLog } from '../audit/audit.repository';
 import { createPool } from '../db/db';
+import { listenHttp } from '../http/listen';
 import { createProducerConnection, Dispatcher } from '../queue/queues';
 import { Submitter } from '../transfers/submit';
 import { TransferReader } from '../transfers/transfers.repository';
@@ -82,12 +83,11 @@ export async function createWebProcess(
   return {
     deps,
     app,
-    listen: (port) =>
-      new Promise((resolve) => {
-        server = serve({ fetch: app.fetch, port, hostname: config.host }, (info) =>
-          resolve(info.port),
-        );
-      }),
+    listen: async (port) => {
+      const listening = await listenHttp(app.fetch, { port, hostname: config.host });
+      server = listening.server;
+      return listening.port;
+    },
     async stop() {
       admission.stop();
       await waiter.stop();

@@ -17,6 +17,8 @@ export const JSON_SAFE_INTEGER_MAX = BigInt(Number.MAX_SAFE_INTEGER);
 export const IDEMPOTENCY_KEY_LENGTH_MAX = 255;
 export const BODY_BYTES_MAX = 16 * 1024;
 export const WAIT_SECONDS_MAX = 30;
+/** Connections the kernel may hold waiting for accept() (capped by net.core.somaxconn). */
+export const LISTEN_BACKLOG_CONNECTIONS = 4_096;
 /** POST /v1/accounts/{id}/close waits this long for the owner before answering 202. */
 export const CLOSE_WAIT_SECONDS = 10;
 export const PAGE_SIZE_MAX = 200;

@@ -1,11 +1,11 @@
 // One classic strategy served over HTTP by the same stack as Ledgerline's intake (Hono on
 // @hono/node-server, one process, the same PostgreSQL pool size), so the lab compares like with
 // like. `POST /move {from, to, amount}` answers `{outcome}`. Run by the lab as a child process.
-import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { Redis } from 'ioredis';
 import { POOL_SIZE_MAX } from '../../src/config/limits';
 import { createPool } from '../../src/db/db';
+import { listenHttp } from '../../src/http/listen';
 import { CLASSIC, CLASSIC_NAMES, RedisPool, type ClassicName } from './strategies';
 
 const name = process.env.STRATEGY as ClassicName;
@@ -42,10 +42,12 @@ app.post('/move', async (c) => {
   }
 });
 
-const server = serve(
-  { fetch: app.fetch, port: Number(process.env.PORT), hostname: '127.0.0.1' },
-  (info) => console.log(`strategy ${name} listening on ${info.port}`),
-);
+// The same listen backlog as Ledgerline's web: a flash crowd's connects are not dropped.
+const { server, port } = await listenHttp(app.fetch, {
+  port: Number(process.env.PORT),
+  hostname: '127.0.0.1',
+});
+console.log(`strategy ${name} listening on ${port}`);
 /** Moves still in flight finish before the pools close, so the lab reads a quiet database. */
 const STOP_MS_MAX = 10_000;
 process.on('SIGTERM', () => {
