@@ -31,25 +31,16 @@ export async function runningInterest(
   return res.rows.map((r) => ({ asOf: r.as_of, partition: r.partition }));
 }
 
-export type InterestPage = {
-  /** The debit legs of the interest transfers made by this page, for the owner to apply. */
-  legs: LegToEnqueue[];
-  /** Accounts this page looked at (open, customer, positive balance). */
-  accountsRead: number;
-  /** This partition has made every transfer of the run. */
-  partitionDone: boolean;
-};
-
 /**
  * Makes the interest transfers of the next page of a partition's accounts and moves the
  * partition's place on, in one transaction. Pages of one run are serialized by the run's row,
- * which is also what lets the last partition to finish mark the run finished. Undefined when
- * the partition has nothing left to do for that run.
+ * which is also what lets the last partition to finish mark the run finished. Returns the debit
+ * legs of the transfers made; undefined when the partition has nothing left to do for that run.
  */
 export async function makeInterestPage(
   pool: pg.Pool,
   input: { asOf: string; partition: number; pageAccountsMax: number },
-): Promise<InterestPage | undefined> {
+): Promise<LegToEnqueue[] | undefined> {
   const { asOf, partition, pageAccountsMax } = input;
   return withClient(pool, async (client) => {
     await client.query('BEGIN');
@@ -69,7 +60,7 @@ async function makePage(
   asOf: string,
   partition: number,
   pageAccountsMax: number,
-): Promise<InterestPage | undefined> {
+): Promise<LegToEnqueue[] | undefined> {
   const run = await client.query<{ annual_rate_bps: number; paid_through: string | null }>(
     `SELECT r.annual_rate_bps, p.paid_through
        FROM interest_runs r JOIN interest_run_partitions p USING (as_of)
@@ -130,11 +121,8 @@ async function makePage(
       [asOf],
     );
   }
-  return {
-    legs: made.rows.map((r) => ({ transferId: r.id, leg: 'debit' as const, partition })),
-    accountsRead: accounts.rows.length,
-    partitionDone,
-  };
+  // The debit legs of the transfers this page made, for the owner to apply.
+  return made.rows.map((r) => ({ transferId: r.id, leg: 'debit' as const, partition }));
 }
 
 /**

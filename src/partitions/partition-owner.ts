@@ -346,20 +346,19 @@ export class PartitionOwner {
 
   /**
    * The next page of an interest run for this partition's accounts: its transfers are made, then
-   * their debit legs join this owner's stream (in memory when it takes them). True while the
-   * partition has more to pay. If this owner dies before applying them, the sweep re-drives them.
+   * their debit legs join this owner's stream (in memory when it takes them). If this owner dies
+   * before applying them, the sweep re-drives them.
    */
-  async payInterestPage(asOf: string): Promise<boolean> {
-    if (this.stopped) return false;
-    const page = await makeInterestPage(this.deps.pool, {
+  async payInterestPage(asOf: string): Promise<void> {
+    if (this.stopped) return;
+    const legs = await makeInterestPage(this.deps.pool, {
       asOf,
       partition: this.partition,
       pageAccountsMax: this.deps.tuning.interestPageAccountsMax,
     });
-    if (!page) return false;
-    this.stats.interestTransfers += page.legs.length;
-    await this.deps.forward(page.legs);
-    return !page.partitionDone;
+    if (!legs) return;
+    this.stats.interestTransfers += legs.length;
+    await this.deps.forward(legs);
   }
 
   /** The backlog alarm: this many legs waiting means the partition's owner cannot keep up. */
