@@ -42,7 +42,7 @@ export async function checkPostgres(databaseUrl: string): Promise<string[]> {
     if (setting.get('autovacuum') !== 'on') {
       warnings.push(
         'PostgreSQL runs with autovacuum off: every status change leaves a dead transfer row ' +
-          'behind, and throughput declines within minutes under load',
+          'behind, so tables and indexes grow until someone runs VACUUM',
       );
     }
     return warnings;
