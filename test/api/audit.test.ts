@@ -45,6 +45,12 @@ it('records each kind of change with the right key, and pages newest first for a
     headers: { 'x-request-id': 'req-deposit-1' },
   });
   expect(dep.headers.get('x-request-id')).toBe('req-deposit-1');
+  // A refusal carries the request id too (the header is set before the answer is made).
+  const missing = await teller('GET', '/v1/transfers/not-a-uuid', {
+    headers: { 'x-request-id': 'req-refused-1' },
+  });
+  expect(missing.status).toBe(404);
+  expect(missing.headers.get('x-request-id')).toBe('req-refused-1');
   await settle(teller, dep.json.id);
   const t = await teller('POST', '/v1/transfers', {
     idem: 't1',
