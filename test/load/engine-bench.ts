@@ -2,6 +2,8 @@
 // measured alone. `intake`: the web process with no worker, POSTs of a hot-source transfer by 200
 // autocannon connections; reports accepted/s. `drain`: N transfers recorded with no worker
 // running, then one worker process started; reports transfers applied per second.
+import { backfillPartitions } from '../../src/partitions/interest';
+import { partitionOf } from '../../src/partitions/routing';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -62,6 +64,8 @@ runMain(async () => {
       [PAYEES],
     );
     const to = payees.rows.map((r) => r.id);
+    // Made in bulk by SQL: their partition column is filled as a worker would at start.
+    await backfillPartitions(pool, config.partitions, (id) => partitionOf(id, config.partitions));
     if (mode === 'intake') {
       const port = await freePort();
       const web = spawnScript('src/cli/web.ts', { ...env, PORT: String(port) });

@@ -2,6 +2,8 @@
 // concurrency-control strategy (each a small HTTP server on the same stack) and through
 // Ledgerline (its real web and worker processes), one at a time, each on a fresh database; then
 // the money is checked against the database.
+import { backfillPartitions } from '../../src/partitions/interest';
+import { partitionOf } from '../../src/partitions/routing';
 import { randomBytes } from 'node:crypto';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
@@ -516,6 +518,8 @@ async function runLedgerline(s: Scenario, opts: LabOptions): Promise<LabRecord> 
       [s.balances.length],
     );
     const ids = [first.id, ...rest.rows.map((r) => r.id)];
+    // Made in bulk by SQL: their partition column is filled as a worker would at start.
+    await backfillPartitions(pool, config.partitions, (id) => partitionOf(id, config.partitions));
     const funding = s.balances.flatMap((b, i) =>
       b > 0n
         ? [
