@@ -208,8 +208,10 @@ async function drive(
     {
       url,
       connections: opts.connections,
-      ...(s.requests ? { amount: s.requests * requests.length } : { duration: opts.seconds }),
-      ...(opts.rate ? { overallRate: opts.rate * requests.length } : {}),
+      // One request per move: a classic strategy's POST, or Ledgerline's POST with Prefer: wait
+      // (only a move still pending after the wait costs a second request, the long-poll).
+      ...(s.requests ? { amount: s.requests } : { duration: opts.seconds }),
+      ...(opts.rate ? { overallRate: opts.rate } : {}),
       headers: { 'content-type': 'application/json' },
       requests,
       timeout: LONG_POLL_S + 10,
