@@ -517,19 +517,7 @@ export function transfersRouter(deps: TransfersDeps) {
       currency: account.currency,
     });
     c.set('auditTarget', id);
-    const sub = deps.waiter.subscribe(commandId, CLOSE_WAIT_SECONDS * 1000);
-    const stopWaiting = onClientGone(c, () => sub.cancel());
-    let command: Transfer;
-    try {
-      command = await findTransfer(deps, commandId);
-      if (!isFinal(command.status)) {
-        await sub.done;
-        command = await findTransfer(deps, commandId);
-      }
-    } finally {
-      sub.cancel();
-      stopWaiting();
-    }
+    const command = await untilFinal(c, deps, commandId, CLOSE_WAIT_SECONDS);
     if (!isFinal(command.status)) {
       return c.json(transferJson(command), 202, { Location: `/v1/transfers/${commandId}` });
     }
