@@ -22,8 +22,13 @@ import {
 /** The partition's epoch moved on: another process owns it now. Nothing was written. */
 export class FencedError extends Error {
   override name = 'FencedError';
-  constructor(partition: number, epoch: bigint) {
-    super(`partition ${partition}: epoch ${epoch} was fenced out`);
+  /** The partitions whose epoch moved on; the batch's other partitions may be retried. */
+  readonly partitions: number[];
+  constructor(fenced: readonly Ownership[]) {
+    super(
+      fenced.map((o) => `partition ${o.partition}: epoch ${o.epoch} was fenced out`).join('; '),
+    );
+    this.partitions = fenced.map((o) => o.partition);
   }
 }
 
@@ -102,6 +107,15 @@ function accountState(id: string, c: AccountColumns): AccountState {
   };
 }
 
+/** One partition's share of a batch: its legs in order, applied under its epoch and memory. */
+export type BatchPart = {
+  own: Ownership;
+  legs: readonly LegRef[];
+  isLocal: (accountId: string) => boolean;
+  memory: OwnerMemory;
+};
+
+/** One partition's batch on its own (a process-level batch of one part). */
 export async function applyBatch(
   client: pg.PoolClient,
   own: Ownership,
@@ -109,10 +123,25 @@ export async function applyBatch(
   isLocal: (accountId: string) => boolean,
   memory: OwnerMemory = emptyMemory(),
 ): Promise<Plan> {
-  // Reads happen before the transaction: every row they rely on is written only by this
-  // partition's owner (us, between batches) or was committed before its leg was enqueued. The
-  // guards in the write re-check all of it, and the fence proves we still own the partition.
-  const transferIds = [...new Set(legs.map((l) => l.transferId))];
+  const [p] = await applyBatches(client, [{ own, legs, isLocal, memory }]);
+  return p!;
+}
+
+/**
+ * The legs waiting at every partition this process owns, applied together: one read, one plan
+ * per partition (each with its own apply sequence, sub-balances and memory, as if alone), and
+ * one transaction with one write statement that proves every partition's epoch. A fenced
+ * partition rolls the whole transaction back (FencedError names it), so the caller retries the
+ * others without it; nothing is ever written under a lost epoch. Plans come back in parts' order.
+ */
+export async function applyBatches(
+  client: pg.PoolClient,
+  parts: readonly BatchPart[],
+): Promise<Plan[]> {
+  // Reads happen before the transaction: every row they rely on is written only by a partition's
+  // owner (this process, between batches) or was committed before its leg was enqueued. The
+  // guards in the write re-check all of it, and the fence proves we still own each partition.
+  const transferIds = [...new Set(parts.flatMap((part) => part.legs.map((l) => l.transferId)))];
   const read = (ids: readonly string[]) =>
     // Named, so each connection plans it once (likewise every statement of the hot path).
     client.query<TransferRow>({
@@ -133,31 +162,19 @@ export async function applyBatch(
         WHERE t.id = ANY($1::uuid[])`,
       values: [ids],
     });
-  const rows = await read(transferIds);
-  // A cancel acts on another transfer of this partition: its row joins the batch (a second read
+  const rows = (await read(transferIds)).rows;
+  // A cancel acts on another transfer of its partition: its row joins the batch (a second read
   // only when the batch holds a cancel, so the hot path never pays for it).
-  const targets = rows.rows
+  const known = new Set(transferIds);
+  const targets = rows
     .map((r) => r.cancels_transfer_id)
-    .filter((id): id is string => id !== null && !transferIds.includes(id));
-  if (targets.length > 0) rows.rows.push(...(await read(targets)).rows);
+    .filter((id): id is string => id !== null && !known.has(id));
+  if (targets.length > 0) rows.push(...(await read([...new Set(targets)])).rows);
 
+  const byId = new Map<string, TransferRow>();
   const transfers = new Map<string, TransferState>();
-  /** Local accounts first met in this batch: they join the memory once it commits. */
-  const fresh = new Map<string, AccountState>();
-  const accounts = new Map<string, AccountState>();
-  const currencies = new Set<string>();
-  const see = (id: string | null, columns: AccountColumns | null) => {
-    if (id === null || columns === null || accounts.has(id)) return;
-    const remembered = memory.accounts.get(id);
-    if (remembered) {
-      accounts.set(id, remembered);
-      return;
-    }
-    const state = accountState(id, columns);
-    accounts.set(id, state);
-    if (state.kind === 'customer' && isLocal(id)) fresh.set(id, state);
-  };
-  for (const r of rows.rows) {
+  for (const r of rows) {
+    byId.set(r.id, r);
     transfers.set(r.id, {
       id: r.id,
       type: r.type,
@@ -172,59 +189,110 @@ export async function applyBatch(
       cancelsTransferId: r.cancels_transfer_id,
       expiresAtMs: r.expires_ms,
     });
-    see(r.from_account_id, r.f);
-    see(r.to_account_id, r.t);
-    currencies.add(r.currency);
   }
-  await rememberSubBalances(client, own.partition, currencies, memory);
-  if (memory.applySeq === undefined) {
-    const res = await client.query<{ apply_seq: string }>(
-      'SELECT apply_seq FROM partitions WHERE id = $1',
-      [own.partition],
+  const nowMs = rows[0]?.now_ms ?? Date.now();
+
+  const plans: Plan[] = [];
+  /** Per part: local accounts first met in this batch, which join its memory once it commits. */
+  const freshByPart: Map<string, AccountState>[] = [];
+  for (const part of parts) {
+    const { own, memory, isLocal } = part;
+    const fresh = new Map<string, AccountState>();
+    const accounts = new Map<string, AccountState>();
+    const currencies = new Set<string>();
+    const see = (id: string | null, columns: AccountColumns | null) => {
+      if (id === null || columns === null || accounts.has(id)) return;
+      const remembered = memory.accounts.get(id);
+      if (remembered) {
+        accounts.set(id, remembered);
+        return;
+      }
+      const state = accountState(id, columns);
+      accounts.set(id, state);
+      if (state.kind === 'customer' && isLocal(id)) fresh.set(id, state);
+    };
+    const seeTransfer = (r: TransferRow | undefined) => {
+      if (!r) return;
+      see(r.from_account_id, r.f);
+      see(r.to_account_id, r.t);
+      currencies.add(r.currency);
+    };
+    for (const leg of part.legs) {
+      const r = byId.get(leg.transferId);
+      seeTransfer(r);
+      if (r?.cancels_transfer_id) seeTransfer(byId.get(r.cancels_transfer_id));
+    }
+    await rememberSubBalances(client, own.partition, currencies, memory);
+    if (memory.applySeq === undefined) {
+      const res = await client.query<{ apply_seq: string }>(
+        'SELECT apply_seq FROM partitions WHERE id = $1',
+        [own.partition],
+      );
+      assert(res.rows[0], `partition ${own.partition} has no row`);
+      memory.applySeq = BigInt(res.rows[0].apply_seq);
+    }
+    plans.push(
+      plan({
+        partition: own.partition,
+        applySeqBefore: memory.applySeq,
+        legs: part.legs,
+        transfers,
+        accounts,
+        subBalances: memory.subBalances,
+        isLocal,
+        nowMs,
+      }),
     );
-    assert(res.rows[0], `partition ${own.partition} has no row`);
-    memory.applySeq = BigInt(res.rows[0].apply_seq);
+    freshByPart.push(fresh);
   }
 
-  const p = plan({
-    partition: own.partition,
-    applySeqBefore: memory.applySeq,
-    legs,
-    transfers,
-    accounts,
-    subBalances: memory.subBalances,
-    isLocal,
-    nowMs: rows.rows[0]?.now_ms ?? Date.now(),
-  });
-  if (p.appliedLegs.length === 0) return p;
+  const writing = parts.flatMap((part, i) =>
+    plans[i]!.appliedLegs.length > 0 ? [{ part, plan: plans[i]!, fresh: freshByPart[i]! }] : [],
+  );
+  if (writing.length === 0) return plans;
+  // Each partition plans from the rows read before the batch, so one transfer changed by two
+  // partitions' plans would be a bug (a credit is forwarded only after its debit commits).
+  const written = new Set<string>();
+  for (const { plan: p } of writing) {
+    for (const w of p.transferWrites) {
+      assert(!written.has(w.id), `transfer ${w.id} planned by two partitions in one batch`);
+      written.add(w.id);
+    }
+  }
 
   await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
   try {
-    await write(client, own, p, memory.applySeq);
+    await write(client, writing);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;
   }
 
-  // Committed: the memory moves to the state just written.
-  for (const [id, state] of fresh) memory.accounts.set(id, { ...state });
-  for (const w of p.accountWrites) {
-    const remembered = memory.accounts.get(w.id);
-    assert(remembered, `account ${w.id} was written but never read`);
-    remembered.balance = w.balance;
-    remembered.version = w.version;
-    remembered.status = w.status;
+  // Committed: each memory moves to the state just written.
+  for (const { part, plan: p, fresh } of writing) {
+    const { memory } = part;
+    for (const [id, state] of fresh) memory.accounts.set(id, { ...state });
+    for (const w of p.accountWrites) {
+      const remembered = memory.accounts.get(w.id);
+      assert(remembered, `account ${w.id} was written but never read`);
+      remembered.balance = w.balance;
+      remembered.version = w.version;
+      remembered.status = w.status;
+    }
+    for (const w of p.subBalanceWrites) {
+      const remembered = memory.subBalances.get(w.key);
+      assert(remembered, `sub-balance ${w.key} was written but never read`);
+      remembered.balance = w.balance;
+      remembered.version = w.version;
+    }
+    memory.applySeq = p.applySeqAfter;
   }
-  for (const w of p.subBalanceWrites) {
-    const remembered = memory.subBalances.get(w.key);
-    assert(remembered, `sub-balance ${w.key} was written but never read`);
-    remembered.balance = w.balance;
-    remembered.version = w.version;
-  }
-  memory.applySeq = p.applySeqAfter;
-  await announce(client, p);
-  return p;
+  await announce(
+    client,
+    writing.map((w) => w.plan),
+  );
+  return plans;
 }
 
 /**
@@ -234,11 +302,13 @@ export async function applyBatch(
  * commits behind it. Lost (a crash right after the commit), it costs a waiting client the rest of
  * its wait, never a transfer or an event (streams read the entries themselves).
  */
-async function announce(client: pg.PoolClient, p: Plan): Promise<void> {
-  const finished = p.transferWrites
-    .filter((w) => w.status === 'completed' || w.status === 'failed')
-    .map((w) => w.id);
-  const posted = [...new Set(p.entries.map((e) => e.accountId))];
+async function announce(client: pg.PoolClient, plans: readonly Plan[]): Promise<void> {
+  const finished = plans.flatMap((p) =>
+    p.transferWrites
+      .filter((w) => w.status === 'completed' || w.status === 'failed')
+      .map((w) => w.id),
+  );
+  const posted = [...new Set(plans.flatMap((p) => p.entries.map((e) => e.accountId)))];
   const channels: string[] = [];
   const payloads: string[] = [];
   for (const [channel, ids] of [
@@ -295,8 +365,8 @@ async function rememberSubBalances(
 
 /** What the write statement reports; bigint counts arrive as strings. */
 type WriteCounts = {
-  fence: string;
-  apply_seq: string | null;
+  fenced_ids: number[] | null;
+  apply_seqs: string[] | null;
   accounts: string;
   subs: string;
   transfers: string;
@@ -305,44 +375,56 @@ type WriteCounts = {
 };
 
 /**
- * Every write of the batch in one statement over arrays (unnest): a fixed parameter count at
- * any batch size, one round trip. Each write reads the fence, so the fence's row lock is taken
- * first and a fenced batch writes nothing at all.
+ * Every write of the batch, all its partitions, in one statement over arrays (unnest): a fixed
+ * parameter count at any batch size, one round trip. Every row carries its partition and is
+ * written only through that partition's fence row, so the fence's row locks are taken first and
+ * a fenced partition writes nothing (and the caller rolls the rest back).
  */
 async function write(
   client: pg.PoolClient,
-  own: Ownership,
-  p: Plan,
-  applySeqBefore: bigint,
+  writing: readonly { part: BatchPart; plan: Plan }[],
 ): Promise<void> {
-  const { partition } = own;
+  const owners = new Set(writing.map((w) => w.part.own.owner));
+  assert(owners.size === 1, "one batch is one process's");
+  const owner = writing[0]!.part.own.owner;
+  // Each row's partition and epoch, beside the row's own columns.
+  const each = <T>(pick: (p: Plan) => readonly T[]) =>
+    writing.flatMap(({ part, plan: p }) => pick(p).map(() => part.own));
+  const entries = writing.flatMap((w) => w.plan.entries);
+  const accountWrites = writing.flatMap((w) => w.plan.accountWrites);
+  const subWrites = writing.flatMap((w) => w.plan.subBalanceWrites);
+  const transferWrites = writing.flatMap((w) => w.plan.transferWrites);
+  const appliedLegs = writing.flatMap((w) => w.plan.appliedLegs);
   const res = await client.query<WriteCounts>({
     name: 'ledgerline_batch_write',
     text: `WITH fence AS (
-       UPDATE partitions SET heartbeat_at = now(), apply_seq = apply_seq + $4
-        WHERE id = $1 AND epoch = $2 AND owner = $3
-       RETURNING apply_seq),
+       UPDATE partitions p SET heartbeat_at = now(), apply_seq = p.apply_seq + x.d
+         FROM unnest($1::int[], $2::bigint[], $4::bigint[]) AS x(id, e, d)
+        WHERE p.id = x.id AND p.epoch = x.e AND p.owner = $3
+       RETURNING p.id, p.apply_seq),
      entries AS (
        INSERT INTO ledger_entries
               (transfer_id, account_id, partition, leg, amount, balance_after, account_version)
-       SELECT t, a, $1, l, am, ba, v
-         FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[])
-              AS x(t, a, l, am, ba, v), fence
+       SELECT x.t, x.a, x.p, x.l, x.am, x.ba, x.v
+         FROM unnest($5::uuid[], $6::uuid[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[],
+                     $29::int[]) AS x(t, a, l, am, ba, v, p)
+         JOIN fence f ON f.id = x.p
        RETURNING 1),
      accts AS (
        -- The version guard asserts the single-writer rule: if anyone else wrote the row since
        -- we read it, the count differs and the whole batch rolls back.
        UPDATE accounts a SET balance = x.b, version = x.v, status = x.st
-         FROM unnest($11::uuid[], $12::bigint[], $13::bigint[], $14::bigint[], $28::text[])
-              AS x(id, b, v, vb, st),
-              fence
+         FROM unnest($11::uuid[], $12::bigint[], $13::bigint[], $14::bigint[], $28::text[],
+                     $30::int[]) AS x(id, b, v, vb, st, p)
+         JOIN fence f ON f.id = x.p
         WHERE a.id = x.id AND a.version = x.vb
        RETURNING 1),
      subs AS (
        UPDATE system_balances s SET balance = x.b, version = x.v
-         FROM unnest($15::uuid[], $16::bigint[], $17::bigint[], $18::bigint[]) AS x(a, b, v, vb),
-              fence
-        WHERE s.account_id = x.a AND s.partition = $1 AND s.version = x.vb
+         FROM unnest($15::uuid[], $16::bigint[], $17::bigint[], $18::bigint[], $31::int[])
+              AS x(a, b, v, vb, p)
+         JOIN fence f ON f.id = x.p
+        WHERE s.account_id = x.a AND s.partition = x.p AND s.version = x.vb
        RETURNING 1),
      xfers AS (
        -- Guarded transitions: a row not in the state we planned from means a bug, not a race.
@@ -352,73 +434,88 @@ async function write(
               debited_at = CASE WHEN x.s = 'debited' AND t.debited_at IS NULL
                                 THEN now() ELSE t.debited_at END,
               finished_at = CASE WHEN x.s IN ('completed', 'failed') THEN now() ELSE NULL END
-         FROM unnest($19::uuid[], $20::text[], $21::text[], $22::text[], $23::text[])
-              AS x(id, sb, fb, s, f), fence
+         FROM unnest($19::uuid[], $20::text[], $21::text[], $22::text[], $23::text[], $32::int[])
+              AS x(id, sb, fb, s, f, p)
+         JOIN fence fe ON fe.id = x.p
         WHERE t.id = x.id AND t.status = x.sb AND t.failure_code IS NOT DISTINCT FROM x.fb
        RETURNING 1),
      legs AS (
        INSERT INTO applied_legs (partition, apply_seq, transfer_id, leg, outcome, epoch)
-       SELECT $1, s, t, l, o, $2
-         FROM unnest($24::bigint[], $25::uuid[], $26::text[], $27::text[]) AS x(s, t, l, o), fence
+       SELECT x.p, x.s, x.t, x.l, x.o, x.e
+         FROM unnest($24::bigint[], $25::uuid[], $26::text[], $27::text[], $33::int[],
+                     $34::bigint[]) AS x(s, t, l, o, p, e)
+         JOIN fence f ON f.id = x.p
        RETURNING 1)
-     SELECT (SELECT count(*) FROM fence) AS fence,
-            (SELECT apply_seq FROM fence) AS apply_seq,
+     SELECT (SELECT array_agg(id) FROM fence) AS fenced_ids,
+            (SELECT array_agg(apply_seq::text) FROM fence) AS apply_seqs,
             (SELECT count(*) FROM accts) AS accounts,
             (SELECT count(*) FROM subs) AS subs,
             (SELECT count(*) FROM xfers) AS transfers,
             (SELECT count(*) FROM legs) AS legs,
             (SELECT count(*) FROM entries) AS entries`,
     values: [
-      partition,
-      own.epoch.toString(),
-      own.owner,
-      (p.applySeqAfter - applySeqBefore).toString(),
-      p.entries.map((e) => e.transferId),
-      p.entries.map((e) => e.accountId),
-      p.entries.map((e) => e.leg),
-      p.entries.map((e) => e.amount.toString()),
-      p.entries.map((e) => e.balanceAfter.toString()),
-      p.entries.map((e) => e.accountVersion.toString()),
-      p.accountWrites.map((w) => w.id),
-      p.accountWrites.map((w) => w.balance.toString()),
-      p.accountWrites.map((w) => w.version.toString()),
-      p.accountWrites.map((w) => w.versionBefore.toString()),
-      p.subBalanceWrites.map((w) => w.accountId),
-      p.subBalanceWrites.map((w) => w.balance.toString()),
-      p.subBalanceWrites.map((w) => w.version.toString()),
-      p.subBalanceWrites.map((w) => w.versionBefore.toString()),
-      p.transferWrites.map((w) => w.id),
-      p.transferWrites.map((w) => w.statusBefore),
-      p.transferWrites.map((w) => w.failureCodeBefore),
-      p.transferWrites.map((w) => w.status),
-      p.transferWrites.map((w) => w.failureCode),
-      p.appliedLegs.map((a) => a.applySeq.toString()),
-      p.appliedLegs.map((a) => a.transferId),
-      p.appliedLegs.map((a) => a.leg),
-      p.appliedLegs.map((a) => a.outcome),
-      p.accountWrites.map((w) => w.status),
+      writing.map((w) => w.part.own.partition),
+      writing.map((w) => w.part.own.epoch.toString()),
+      owner,
+      writing.map((w) => (w.plan.applySeqAfter - w.part.memory.applySeq!).toString()),
+      entries.map((e) => e.transferId),
+      entries.map((e) => e.accountId),
+      entries.map((e) => e.leg),
+      entries.map((e) => e.amount.toString()),
+      entries.map((e) => e.balanceAfter.toString()),
+      entries.map((e) => e.accountVersion.toString()),
+      accountWrites.map((w) => w.id),
+      accountWrites.map((w) => w.balance.toString()),
+      accountWrites.map((w) => w.version.toString()),
+      accountWrites.map((w) => w.versionBefore.toString()),
+      subWrites.map((w) => w.accountId),
+      subWrites.map((w) => w.balance.toString()),
+      subWrites.map((w) => w.version.toString()),
+      subWrites.map((w) => w.versionBefore.toString()),
+      transferWrites.map((w) => w.id),
+      transferWrites.map((w) => w.statusBefore),
+      transferWrites.map((w) => w.failureCodeBefore),
+      transferWrites.map((w) => w.status),
+      transferWrites.map((w) => w.failureCode),
+      appliedLegs.map((a) => a.applySeq.toString()),
+      appliedLegs.map((a) => a.transferId),
+      appliedLegs.map((a) => a.leg),
+      appliedLegs.map((a) => a.outcome),
+      accountWrites.map((w) => w.status),
+      each((p) => p.entries).map((o) => o.partition),
+      each((p) => p.accountWrites).map((o) => o.partition),
+      each((p) => p.subBalanceWrites).map((o) => o.partition),
+      each((p) => p.transferWrites).map((o) => o.partition),
+      each((p) => p.appliedLegs).map((o) => o.partition),
+      each((p) => p.appliedLegs).map((o) => o.epoch.toString()),
     ],
   });
   const counts = res.rows[0]!;
-  if (counts.fence === '0') throw new FencedError(partition, own.epoch);
+  const fenceIds = counts.fenced_ids ?? [];
+  const fenced = writing.filter((w) => !fenceIds.includes(w.part.own.partition));
+  if (fenced.length > 0) throw new FencedError(fenced.map((w) => w.part.own));
+  const names = writing.map((w) => w.part.own.partition).join(', ');
+  writing.forEach((w) => {
+    const seq = counts.apply_seqs![fenceIds.indexOf(w.part.own.partition)];
+    assert(
+      seq === w.plan.applySeqAfter.toString(),
+      `partition ${w.part.own.partition}: apply_seq moved under its single writer`,
+    );
+  });
   assert(
-    counts.apply_seq === p.applySeqAfter.toString(),
-    `partition ${partition}: apply_seq moved under its single writer`,
+    Number(counts.accounts) === accountWrites.length,
+    `partitions ${names}: an account row changed under its single writer`,
   );
   assert(
-    Number(counts.accounts) === p.accountWrites.length,
-    `partition ${partition}: an account row changed under its single writer`,
+    Number(counts.subs) === subWrites.length,
+    `partitions ${names}: a sub-balance row changed under its single writer`,
   );
   assert(
-    Number(counts.subs) === p.subBalanceWrites.length,
-    `partition ${partition}: a sub-balance row changed under its single writer`,
+    Number(counts.transfers) === transferWrites.length,
+    `partitions ${names}: a transfer left the status its leg was planned from`,
   );
   assert(
-    Number(counts.transfers) === p.transferWrites.length,
-    `partition ${partition}: a transfer left the status its leg was planned from`,
-  );
-  assert(
-    Number(counts.legs) === p.appliedLegs.length && Number(counts.entries) === p.entries.length,
-    `partition ${partition}: not every leg or entry was written`,
+    Number(counts.legs) === appliedLegs.length && Number(counts.entries) === entries.length,
+    `partitions ${names}: not every leg or entry was written`,
   );
 }

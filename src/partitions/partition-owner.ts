@@ -1,25 +1,21 @@
-// One owned partition: takes its envelopes in queue order, merges the legs waiting into batches,
-// applies each batch in one transaction under the fencing epoch, forwards what comes next, and
-// sweeps its stale transfers back onto the queues.
+// One owned partition: takes its envelopes in queue order and keeps their legs waiting, in order,
+// for the process's next batch (which applies them under this partition's fencing epoch, with
+// this owner's memory), and sweeps its stale transfers back onto the queues.
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { RedisConnection } from '../queue/queues';
 import type pg from 'pg';
 import {
-  APPLY_RETRIES_MAX,
-  APPLY_RETRY_BACKOFF_MS_BASE,
-  APPLY_RETRY_BACKOFF_MS_MAX,
   JOB_LOCK_MS,
   JOB_STALLED_CHECK_INTERVAL_MS,
   JOB_STALLED_COUNT_MAX,
 } from '../config/limits';
-import { isProgrammerPgError, withClient } from '../db/db';
 import type { OwnerObserver } from './worker-metrics';
 import type { Leg, LegRef, LegToEnqueue } from '../domain/transfer';
-import { applyBatch, emptyMemory, FencedError, type Ownership } from '../ledger/apply';
+import { emptyMemory, type BatchPart, type Ownership } from '../ledger/apply';
 import type { Plan } from '../ledger/plan';
 import { EnvelopeSchema, parseLeg, queueName } from '../queue/queues';
-import { AssertionError } from '../shared/assert';
 import { log } from '../shared/log';
+import type { BatchRunner } from './batch-runner';
 import { backlogLegs } from './backlog';
 import { makeInterestPage } from './interest';
 
@@ -84,7 +80,7 @@ type Envelope = {
   resolve?: () => void;
   reject?: (err: Error) => void;
 };
-type PendingLeg = { leg: LegRef; envelope: Envelope };
+export type PendingLeg = { leg: LegRef; envelope: Envelope };
 
 export class PartitionOwner {
   readonly stats: OwnerStats = emptyStats();
@@ -92,8 +88,6 @@ export class PartitionOwner {
   /** Within one epoch only: a new claim makes a new owner, with an empty memory. */
   private memory = emptyMemory();
   private pending: PendingLeg[] = [];
-  private flushing: Promise<void> | undefined;
-  private flushScheduled = false;
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweepRound = 0;
   private stopped = false;
@@ -102,6 +96,7 @@ export class PartitionOwner {
     private readonly deps: {
       own: Ownership;
       pool: pg.Pool;
+      runner: BatchRunner;
       forward: Forward;
       connection: RedisConnection;
       queuePrefix: string;
@@ -110,7 +105,6 @@ export class PartitionOwner {
       hooks: OwnerHooks;
       observer?: OwnerObserver;
       onFenced: (partition: number) => void;
-      onFatal: (err: Error) => void;
     },
   ) {}
 
@@ -134,6 +128,7 @@ export class PartitionOwner {
     this.worker.on('error', (err) =>
       log.error({ err, partition: own.partition }, 'queue worker error'),
     );
+    this.deps.runner.add(this);
     this.scheduleSweep();
   }
 
@@ -145,7 +140,7 @@ export class PartitionOwner {
     this.stopped = true;
     if (this.sweepTimer) clearTimeout(this.sweepTimer);
     await this.worker?.close();
-    await this.flushing;
+    await this.deps.runner.remove(this);
   }
 
   /**
@@ -161,7 +156,7 @@ export class PartitionOwner {
     for (const leg of legs) this.pending.push({ leg, envelope });
     this.stats.handedOff += legs.length;
     this.deps.observer?.legsHandedOff(legs.length);
-    this.scheduleFlush();
+    this.deps.runner.schedule();
     return true;
   }
 
@@ -186,7 +181,7 @@ export class PartitionOwner {
     return new Promise<void>((resolve, reject) => {
       const envelope: Envelope = { remaining: legs.length, settled: false, resolve, reject };
       for (const leg of legs) this.pending.push({ leg, envelope });
-      this.scheduleFlush();
+      this.deps.runner.schedule();
     });
   }
 
@@ -195,105 +190,85 @@ export class PartitionOwner {
     log.warn({ partition: this.partition, leg, reason }, 'leg rejected');
   }
 
-  private scheduleFlush(): void {
-    if (this.flushing || this.flushScheduled) return;
-    this.flushScheduled = true;
-    // One turn of the event loop lets the envelopes fetched together land in one batch.
-    setImmediate(() => {
-      this.flushScheduled = false;
-      this.flushing = this.flush().finally(() => {
-        this.flushing = undefined;
-        if (this.pending.length > 0) this.scheduleFlush();
-      });
-    });
+  /** Legs waiting for the process's next batch. */
+  get pendingLegs(): number {
+    return this.pending.length;
   }
 
-  /** Batches run one at a time, each taking every leg waiting up to the batch bound. */
-  private async flush(): Promise<void> {
-    while (this.pending.length > 0) {
-      const batch = this.pending.splice(0, this.deps.tuning.batchLegsMax);
-      await this.applyWithRetry(batch);
-    }
+  /** The next legs in order, up to the share of a batch this partition gets. */
+  take(legsMax: number): PendingLeg[] {
+    return this.pending.splice(0, legsMax);
   }
 
-  private async applyWithRetry(batch: PendingLeg[]): Promise<void> {
-    const legs = batch.map((p) => p.leg);
-    let plan: Plan | undefined;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        if (!plan) {
-          // On a graceful stop the legs already taken are still applied: the lease is ours
-          // until release. If the partition was taken, the fence says so.
-          await this.deps.hooks.beforeBatch?.(this.partition, legs);
-          const startedMs = performance.now();
-          plan = await this.applyOnce(legs);
-          this.deps.observer?.batchApplied(
-            plan,
-            legs.length,
-            (performance.now() - startedMs) / 1000,
-          );
-          this.count(plan, legs);
-        }
-        // Only after the commit and the forwarding of the next legs are the envelopes done.
-        await this.deps.forward(plan.forward);
-        settle(batch);
-        return;
-      } catch (err) {
-        const error = err instanceof Error ? err : new Error(String(err));
-        if (error instanceof FencedError) {
-          // Nothing was written. The envelopes go back to BullMQ for whoever owns the partition
-          // now; legs handed over in memory are re-driven by the new owner's sweep.
-          this.stats.fencedBatches += 1;
-          this.deps.observer?.batchFenced();
-          log.warn(
-            { partition: this.partition, epoch: this.deps.own.epoch, legs: batch.length },
-            'batch fenced out: another worker owns the partition now; nothing written',
-          );
-          const dropped = this.pending.splice(0);
-          fail([...batch, ...dropped], error);
-          if (!this.stopped) this.deps.onFenced(this.partition);
-          return;
-        }
-        if (error instanceof AssertionError || isProgrammerPgError(error)) {
-          // Corrupt state must not spread: the process stops rather than guess.
-          fail(batch, error);
-          this.deps.onFatal(error);
-          return;
-        }
-        if (attempt >= APPLY_RETRIES_MAX) {
-          // Still an infrastructure failure: BullMQ's attempts take over. If the commit stood,
-          // the redelivered legs are duplicates that only re-send what comes next.
-          fail(batch, error);
-          return;
-        }
-        const backoffMs = Math.min(
-          APPLY_RETRY_BACKOFF_MS_MAX,
-          APPLY_RETRY_BACKOFF_MS_BASE * 2 ** attempt,
-        );
-        await new Promise((r) => setTimeout(r, backoffMs));
-      }
-    }
+  /** A batch's part for this partition: its legs, its epoch, its memory. */
+  part(batch: readonly PendingLeg[]): BatchPart {
+    return {
+      own: this.deps.own,
+      legs: batch.map((p) => p.leg),
+      isLocal: this.deps.isLocal,
+      memory: this.memory,
+    };
   }
 
-  private count(plan: Plan, legs: readonly LegRef[]): void {
+  beforeBatch(batch: readonly PendingLeg[]): Promise<void> {
+    return (
+      this.deps.hooks.beforeBatch?.(
+        this.partition,
+        batch.map((p) => p.leg),
+      ) ?? Promise.resolve()
+    );
+  }
+
+  /** This partition's part of a batch committed: counted here, and in the process's metrics. */
+  applied(plan: Plan, batch: readonly PendingLeg[]): void {
+    this.deps.observer?.partApplied(plan);
     this.stats.batches += 1;
     this.stats.legsApplied += plan.appliedLegs.length;
     plan.results.forEach((result, i) => {
       if (result === 'duplicate') this.stats.duplicates += 1;
-      else if (result === 'unknown_transfer') this.rejectLeg(legs[i], 'names no transfer');
+      else if (result === 'unknown_transfer') this.rejectLeg(batch[i]!.leg, 'names no transfer');
     });
   }
 
-  private async applyOnce(legs: readonly LegRef[]): Promise<Plan> {
-    try {
-      return await withClient(this.deps.pool, (client) =>
-        applyBatch(client, this.deps.own, legs, this.deps.isLocal, this.memory),
-      );
-    } catch (err) {
-      // The commit may or may not have stood (a connection lost during COMMIT): read afresh.
-      this.memory = emptyMemory();
-      throw err;
+  /** Each leg of the batch is done; an envelope completes with its last leg. */
+  settle(batch: readonly PendingLeg[]): void {
+    for (const { envelope } of batch) {
+      envelope.remaining -= 1;
+      if (envelope.remaining === 0 && !envelope.settled) {
+        envelope.settled = true;
+        envelope.resolve?.();
+      }
     }
+  }
+
+  /** The envelopes these legs came in go back to BullMQ whole; redelivered legs are harmless. */
+  failed(batch: readonly PendingLeg[], err: Error): void {
+    for (const { envelope } of batch) {
+      if (envelope.settled) continue;
+      envelope.settled = true;
+      envelope.reject?.(err);
+    }
+  }
+
+  /**
+   * Another process owns the partition now and nothing of this batch was written: its envelopes
+   * and every leg still waiting go back to BullMQ; legs handed over in memory are re-driven by
+   * the new owner's sweep.
+   */
+  fenced(batch: readonly PendingLeg[], err: Error): void {
+    this.stats.fencedBatches += 1;
+    this.deps.observer?.batchFenced();
+    log.warn(
+      { partition: this.partition, epoch: this.deps.own.epoch, legs: batch.length },
+      'batch fenced out: another worker owns the partition now; nothing written',
+    );
+    this.failed([...batch, ...this.pending.splice(0)], err);
+    if (!this.stopped) this.deps.onFenced(this.partition);
+  }
+
+  /** The last commit may or may not have stood: the memory is read afresh. */
+  forget(): void {
+    this.memory = emptyMemory();
   }
 
   private scheduleSweep(): void {
@@ -375,25 +350,5 @@ export class PartitionOwner {
       { partition: this.partition, waitingLegs: waiting, alarmLegs: backlogAlarmLegs },
       'partition backlog above its alarm',
     );
-  }
-}
-
-/** Each leg of the batch is done; an envelope completes with its last leg. */
-function settle(batch: readonly PendingLeg[]): void {
-  for (const { envelope } of batch) {
-    envelope.remaining -= 1;
-    if (envelope.remaining === 0 && !envelope.settled) {
-      envelope.settled = true;
-      envelope.resolve?.();
-    }
-  }
-}
-
-/** The envelopes these legs came in go back to BullMQ whole; redelivered legs are harmless. */
-function fail(legs: readonly PendingLeg[], err: Error): void {
-  for (const { envelope } of legs) {
-    if (envelope.settled) continue;
-    envelope.settled = true;
-    envelope.reject?.(err);
   }
 }

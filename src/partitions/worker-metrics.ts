@@ -11,7 +11,8 @@ import { backlogLegs, oldestWaitingSeconds } from './backlog';
 export type OwnerObserver = {
   envelopeReceived: () => void;
   legsHandedOff: (legs: number) => void;
-  batchApplied: (plan: Plan, legs: number, seconds: number) => void;
+  /** One partition's part of a committed batch. */
+  partApplied: (plan: Plan) => void;
   batchFenced: () => void;
 };
 
@@ -42,7 +43,7 @@ export class WorkerMetrics implements OwnerObserver {
     });
     this.batchLegs = new Histogram({
       name: 'ledgerline_worker_batch_legs',
-      help: 'Legs per applied batch (one PostgreSQL transaction)',
+      help: 'Legs per applied batch (one PostgreSQL transaction, every partition of the process)',
       buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
       registers,
     });
@@ -134,9 +135,13 @@ export class WorkerMetrics implements OwnerObserver {
     this.handedOff.inc(legs);
   }
 
-  batchApplied(plan: Plan, legs: number, seconds: number): void {
+  /** A batch of the process (all its partitions' parts, one transaction) committed. */
+  batchApplied(legs: number, seconds: number): void {
     this.batchLegs.observe(legs);
     this.applySeconds.observe(seconds);
+  }
+
+  partApplied(plan: Plan): void {
     this.legsApplied.inc(plan.appliedLegs.length);
     for (const w of plan.transferWrites) {
       if (w.status !== 'completed' && w.status !== 'failed') continue;

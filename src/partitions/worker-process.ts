@@ -38,6 +38,7 @@ import {
   type OwnerStats,
   type OwnerTuning,
 } from './partition-owner';
+import { BatchRunner } from './batch-runner';
 import { backfillPartitions, runningInterest } from './interest';
 import { partitionOf } from './routing';
 import { log } from '../shared/log';
@@ -59,6 +60,7 @@ export class WorkerProcess {
   private readonly producer;
   private readonly consumer;
   private readonly dispatcher;
+  private readonly runner: BatchRunner;
   private readonly owners = new Map<number, { claim: Claimed; owner: PartitionOwner }>();
   private readonly leaseMs: number;
   private readonly claimIntervalMs: number;
@@ -101,6 +103,16 @@ export class WorkerProcess {
       interestPageAccountsMax: INTEREST_PAGE_ACCOUNTS_MAX,
       ...opts.tuning,
     };
+    this.runner = new BatchRunner({
+      pool: this.pool,
+      forward: (legs) => this.forward(legs),
+      batchLegsMax: this.tuning.batchLegsMax,
+      observer: this.metrics,
+      onFatal: (err) => {
+        if (this.opts.onFatal) this.opts.onFatal(err);
+        else throw err;
+      },
+    });
   }
 
   async start(): Promise<void> {
@@ -215,6 +227,7 @@ export class WorkerProcess {
     const owner = new PartitionOwner({
       own: { partition: claim.partition, epoch: claim.epoch, owner: this.id },
       pool: this.pool,
+      runner: this.runner,
       forward: (legs, opts) => this.forward(legs, opts),
       connection: this.consumer,
       queuePrefix: config.queuePrefix,
@@ -223,10 +236,6 @@ export class WorkerProcess {
       hooks: this.opts.hooks ?? {},
       observer: this.metrics,
       onFenced: (p) => void this.letGo(p, { release: false }),
-      onFatal: (err) => {
-        if (this.opts.onFatal) this.opts.onFatal(err);
-        else throw err;
-      },
     });
     this.owners.set(claim.partition, { claim, owner });
     owner.start();

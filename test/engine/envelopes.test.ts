@@ -68,6 +68,42 @@ it('credit legs bound for a partition of the same process are handed over in mem
   await expectInvariants(env.pool, { submittedIds: submitted.map((t) => t.id) });
 });
 
+it('one worker applies the legs waiting at all its partitions in one transaction, each under its own fence', async () => {
+  const payer = await env.account();
+  const payees = await Promise.all(Array.from({ length: 64 }, () => env.account()));
+  const p = partitionOf(payer.id, env.config.partitions);
+  const worker = await env.startWorker();
+  const [dep] = await env.submit([deposit(payer.id, 100_000n)]);
+  await env.waitForFinal([dep!.id]);
+
+  const submitted = await env.submit(payees.map((b) => transfer(payer.id, b.id, 10n)));
+  const ids = submitted.map((t) => t.id);
+  const final = await env.waitForFinal(ids);
+  expect(final.every((t) => t.status === 'completed')).toBe(true);
+
+  // A transaction's rows share its now(): the credits the debits fanned out over the other
+  // partitions were applied together, not one transaction per partition.
+  const batches = await env.pool.query<{ partitions: number }>(
+    `SELECT count(DISTINCT partition)::int AS partitions FROM applied_legs
+      WHERE transfer_id = ANY($1::uuid[]) AND leg = 'credit' GROUP BY applied_at`,
+    [ids],
+  );
+  const credited = new Set(
+    payees.map((b) => partitionOf(b.id, env.config.partitions)).filter((q) => q !== p),
+  );
+  expect(credited.size).toBeGreaterThan(1);
+  expect(Math.max(...batches.rows.map((r) => r.partitions))).toBe(credited.size);
+  expect(worker.stats().fencedBatches).toBe(0);
+  // Each partition's apply sequence still runs on without gaps or repeats.
+  const seqs = await env.pool.query<{ gaps: number }>(
+    `SELECT count(*)::int AS gaps FROM (
+       SELECT apply_seq - lag(apply_seq) OVER (PARTITION BY partition ORDER BY apply_seq) AS d
+         FROM applied_legs) x WHERE d <> 1`,
+  );
+  expect(seqs.rows[0]!.gaps).toBe(0);
+  await expectInvariants(env.pool, { submittedIds: ids });
+});
+
 it('a balance written behind the owner’s back stops the owner before it writes over it', async () => {
   const a = await env.account();
   await env.startWorker();

@@ -575,10 +575,10 @@ async function runLedgerline(s: Scenario, opts: LabOptions): Promise<LabRecord> 
       [ids],
     );
     const balanceOf = new Map(balances.rows.map((r) => [r.id, BigInt(r.balance)]));
-    // A batch is one transaction: its legs share the partition and the transaction's time.
+    // A batch is one transaction of the worker (all its partitions): its legs share its time.
     const batches = await pool.query<{ legs: number }>(
       `SELECT count(*)::int AS legs FROM applied_legs
-        WHERE applied_at > $1 GROUP BY partition, epoch, applied_at ORDER BY 1`,
+        WHERE applied_at > $1 GROUP BY applied_at ORDER BY 1`,
       [loadStarted.rows[0]!.at],
     );
     const sizes = batches.rows.map((r) => r.legs);
