@@ -21,6 +21,8 @@ import {
 import type { TransferType } from '../domain/transfer';
 
 export type Command = {
+  /** The id to record it under when new (the caller may be waiting for it already); else random. */
+  id?: string;
   type: TransferType;
   fromAccountId: string | null;
   toAccountId: string | null;
@@ -340,7 +342,11 @@ export class Submitter {
   }
 
   private prepare(commands: readonly Routed[]): PreparedRow[] {
-    return commands.map((r) => ({ ...r, id: randomUUID(), hash: requestHash(r.command) }));
+    return commands.map((r) => ({
+      ...r,
+      id: r.command.id ?? randomUUID(),
+      hash: requestHash(r.command),
+    }));
   }
 
   private async enqueueFirstLegs(

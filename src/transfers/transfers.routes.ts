@@ -160,6 +160,8 @@ async function respond(
   deps: TransfersDeps,
   type: string,
   result: SubmitResult,
+  /** Made before the command was recorded, for the id it was recorded under (see submitOne). */
+  early?: Subscription,
 ) {
   deps.submissions.inc({ type, result: result.kind });
   switch (result.kind) {
@@ -172,7 +174,10 @@ async function respond(
       const waitS = preferredWaitSeconds(c.req.header('prefer'));
       if (waitS > 0) {
         headers['Preference-Applied'] = `wait=${waitS}`;
-        if (!isFinal(transfer.status)) transfer = await untilFinal(c, deps, transfer.id, waitS);
+        if (!isFinal(transfer.status)) {
+          const fresh = result.kind === 'accepted' && early?.id === transfer.id;
+          transfer = await untilFinal(c, deps, transfer.id, waitS, fresh ? early : undefined);
+        }
       }
       const status = result.kind === 'replayed' || isFinal(transfer.status) ? 200 : 202;
       return c.json(transferJson(transfer), status, headers);
@@ -195,22 +200,29 @@ export function preferredWaitSeconds(prefer: string | undefined): number {
   return 0;
 }
 
+/** A subscription to a transfer's end, made before the transfer was recorded. */
+type Subscription = ReturnType<TransferWaiter['subscribe']> & { id: string };
+
 /**
  * The transfer once it is final, or as it stands when `waitS` seconds have passed or the client
  * has hung up. Subscribes before reading, so a notification between the read and the wait is
- * not lost.
+ * not lost. Given a subscription made before the transfer was even recorded, there is nothing to
+ * read first: it was pending when recorded, and no notification since can have been missed.
  */
 async function untilFinal(
   c: Context,
   deps: TransfersDeps,
   id: string,
   waitS: number,
+  subscribed?: Subscription,
 ): Promise<Transfer> {
-  const sub = deps.waiter.subscribe(id.toLowerCase(), waitS * 1000);
+  const sub = subscribed ?? deps.waiter.subscribe(id.toLowerCase(), waitS * 1000);
   const stopWaiting = onClientGone(c, () => sub.cancel());
   try {
-    const transfer = await findTransfer(deps, id);
-    if (isFinal(transfer.status)) return transfer;
+    if (!subscribed) {
+      const transfer = await findTransfer(deps, id);
+      if (isFinal(transfer.status)) return transfer;
+    }
     await sub.done;
     return await findTransfer(deps, id);
   } finally {
@@ -253,8 +265,18 @@ async function submitOne(
 ) {
   const idempotencyKey = idempotencyKeyOf(c);
   requireQueue(deps);
-  const result = await record(c, deps, command, idempotencyKey);
-  return respond(c, deps, command.type, result);
+  // Asked to wait, the request listens for its transfer's end before recording it, under an id
+  // chosen here: one read (of the final transfer) instead of two. A replay answers with the
+  // first request's transfer and reads as usual.
+  const waitS = preferredWaitSeconds(c.req.header('prefer'));
+  const id = randomUUID();
+  const early = waitS > 0 ? { ...deps.waiter.subscribe(id, waitS * 1000), id } : undefined;
+  try {
+    const result = await record(c, deps, { ...command, id }, idempotencyKey);
+    return await respond(c, deps, command.type, result, early);
+  } finally {
+    early?.cancel();
+  }
 }
 
 /**
