@@ -17,6 +17,7 @@ import {
   type Plan,
   type SubBalanceState,
   type TransferState,
+  type TransferWrite,
 } from './plan';
 
 /** The partition's epoch moved on: another process owns it now. Nothing was written. */
@@ -115,6 +116,28 @@ export type BatchPart = {
   memory: OwnerMemory;
 };
 
+type Planned = {
+  part: BatchPart;
+  plan: Plan;
+  /** Local accounts first met in this batch: they join the part's memory once it commits. */
+  fresh: Map<string, AccountState>;
+  /** Credit legs that joined this part behind their debits in the same batch. */
+  chainedLegs?: number;
+};
+
+function emptyPlan(memory: OwnerMemory): Plan {
+  return {
+    entries: [],
+    accountWrites: [],
+    subBalanceWrites: [],
+    transferWrites: [],
+    appliedLegs: [],
+    forward: [],
+    results: [],
+    applySeqAfter: memory.applySeq ?? 0n,
+  };
+}
+
 /** One partition's batch on its own (a process-level batch of one part). */
 export async function applyBatch(
   client: pg.PoolClient,
@@ -137,6 +160,7 @@ export async function applyBatch(
 export async function applyBatches(
   client: pg.PoolClient,
   parts: readonly BatchPart[],
+  opts: { chainCredits?: boolean } = {},
 ): Promise<Plan[]> {
   // Reads happen before the transaction: every row they rely on is written only by a partition's
   // owner (this process, between batches) or was committed before its leg was enqueued. The
@@ -192,10 +216,12 @@ export async function applyBatches(
   }
   const nowMs = rows[0]?.now_ms ?? Date.now();
 
-  const plans: Plan[] = [];
-  /** Per part: local accounts first met in this batch, which join its memory once it commits. */
-  const freshByPart: Map<string, AccountState>[] = [];
-  for (const part of parts) {
+  /** One partition's plan for these legs, as if alone; its memory is not touched until commit. */
+  const planPart = async (
+    part: BatchPart,
+    legs: readonly LegRef[],
+    transfersNow: ReadonlyMap<string, TransferState>,
+  ): Promise<Planned> => {
     const { own, memory, isLocal } = part;
     const fresh = new Map<string, AccountState>();
     const accounts = new Map<string, AccountState>();
@@ -217,7 +243,7 @@ export async function applyBatches(
       see(r.to_account_id, r.t);
       currencies.add(r.currency);
     };
-    for (const leg of part.legs) {
+    for (const leg of legs) {
       const r = byId.get(leg.transferId);
       seeTransfer(r);
       if (r?.cancels_transfer_id) seeTransfer(byId.get(r.cancels_transfer_id));
@@ -231,38 +257,79 @@ export async function applyBatches(
       assert(res.rows[0], `partition ${own.partition} has no row`);
       memory.applySeq = BigInt(res.rows[0].apply_seq);
     }
-    plans.push(
-      plan({
-        partition: own.partition,
-        applySeqBefore: memory.applySeq,
-        legs: part.legs,
-        transfers,
-        accounts,
-        subBalances: memory.subBalances,
-        isLocal,
-        nowMs,
-      }),
-    );
-    freshByPart.push(fresh);
-  }
+    const p = plan({
+      partition: own.partition,
+      applySeqBefore: memory.applySeq,
+      legs,
+      transfers: transfersNow,
+      accounts,
+      subBalances: memory.subBalances,
+      isLocal,
+      nowMs,
+    });
+    return { part, plan: p, fresh };
+  };
 
-  const writing = parts.flatMap((part, i) =>
-    plans[i]!.appliedLegs.length > 0 ? [{ part, plan: plans[i]!, fresh: freshByPart[i]! }] : [],
-  );
-  if (writing.length === 0) return plans;
-  // Each partition plans from the rows read before the batch, so one transfer changed by two
-  // partitions' plans would be a bug (a credit is forwarded only after its debit commits).
-  const written = new Set<string>();
-  for (const { plan: p } of writing) {
-    for (const w of p.transferWrites) {
-      assert(!written.has(w.id), `transfer ${w.id} planned by two partitions in one batch`);
-      written.add(w.id);
+  const planned: (Planned | undefined)[] = [];
+  for (const part of parts) {
+    planned.push(part.legs.length > 0 ? await planPart(part, part.legs, transfers) : undefined);
+  }
+  /** Credit legs applied in this batch, right behind their debits: (transfer id) → partition. */
+  const chained = new Map<string, number>();
+  if (opts.chainCredits) {
+    // A credit bound for another partition of this process joins that partition's part of this
+    // same batch instead of waiting for the next one: planned after the partition's own legs,
+    // from the transfer as its debit left it. One wave only: what the credits send on (a refund)
+    // goes to the next batch.
+    const indexOf = new Map(parts.map((part, i) => [part.own.partition, i]));
+    const extra = new Map<number, LegRef[]>();
+    /** Per receiving part: its chained transfers as their debits left them. Only those: the
+     *  part's own legs are planned from the rows as read, like every other part's. */
+    const after = new Map<number, Map<string, TransferState>>();
+    planned.forEach((entry, i) => {
+      if (!entry) return;
+      const writes = new Map(entry.plan.transferWrites.map((w) => [w.id, w]));
+      for (const f of entry.plan.forward) {
+        const j = indexOf.get(f.partition);
+        if (f.leg !== 'credit' || j === undefined || j === i || chained.has(f.transferId)) {
+          continue;
+        }
+        chained.set(f.transferId, f.partition);
+        extra.set(j, [...(extra.get(j) ?? []), { transferId: f.transferId, leg: 'credit' }]);
+        const w = writes.get(f.transferId);
+        if (w) {
+          const overlay = after.get(j) ?? new Map(transfers);
+          overlay.set(f.transferId, {
+            ...transfers.get(f.transferId)!,
+            status: w.status,
+            failureCode: w.failureCode,
+          });
+          after.set(j, overlay);
+        }
+      }
+    });
+    for (const [j, legs] of extra) {
+      const part = parts[j]!;
+      planned[j] = await planPart(part, [...part.legs, ...legs], after.get(j) ?? transfers);
+    }
+    for (const entry of planned) {
+      if (!entry) continue;
+      entry.plan.forward = entry.plan.forward.filter(
+        (f) => !(f.leg === 'credit' && chained.get(f.transferId) === f.partition),
+      );
+      entry.chainedLegs = extra.get(parts.indexOf(entry.part))?.length ?? 0;
     }
   }
+  const plans = planned.map((entry, i) => entry?.plan ?? emptyPlan(parts[i]!.memory));
+
+  const writing = planned.filter(
+    (entry): entry is Planned => entry !== undefined && entry.plan.appliedLegs.length > 0,
+  );
+  if (writing.length === 0) return plans;
 
   await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
   try {
-    await write(client, writing);
+    await write(client, writing, chained);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
@@ -363,6 +430,48 @@ async function rememberSubBalances(
   }
 }
 
+/**
+ * The batch's transfer writes, one per transfer: a transfer whose credit was chained behind its
+ * debit was planned by two partitions (accepted → debited, then debited → completed or a failed
+ * credit) and is written once, from its first state to its last. Any other transfer planned by
+ * two partitions of one batch is a bug.
+ */
+function mergeTransferWrites(
+  writing: readonly { part: BatchPart; plan: Plan }[],
+  chained: ReadonlyMap<string, number>,
+): { w: TransferWrite; partition: number; debited: boolean }[] {
+  const merged = new Map<string, { w: TransferWrite; partition: number; debited: boolean }>();
+  for (const { part, plan: p } of writing) {
+    for (const w of p.transferWrites) {
+      const other = merged.get(w.id);
+      if (!other) {
+        merged.set(w.id, { w, partition: part.own.partition, debited: w.status === 'debited' });
+        continue;
+      }
+      // Parts are in partition order, so the credit's part may come first.
+      const byCredit = chained.get(w.id) === part.own.partition;
+      const [debit, credit] = byCredit ? [other.w, w] : [w, other.w];
+      assert(
+        chained.has(w.id) &&
+          debit.status === 'debited' &&
+          credit.statusBefore === 'debited' &&
+          debit.failureCode === credit.failureCodeBefore,
+        `transfer ${w.id} planned by two partitions in one batch`,
+      );
+      merged.set(w.id, {
+        w: {
+          ...credit,
+          statusBefore: debit.statusBefore,
+          failureCodeBefore: debit.failureCodeBefore,
+        },
+        partition: part.own.partition,
+        debited: true,
+      });
+    }
+  }
+  return [...merged.values()];
+}
+
 /** What the write statement reports; bigint counts arrive as strings. */
 type WriteCounts = {
   fenced_ids: number[] | null;
@@ -383,6 +492,7 @@ type WriteCounts = {
 async function write(
   client: pg.PoolClient,
   writing: readonly { part: BatchPart; plan: Plan }[],
+  chained: ReadonlyMap<string, number>,
 ): Promise<void> {
   const owners = new Set(writing.map((w) => w.part.own.owner));
   assert(owners.size === 1, "one batch is one process's");
@@ -393,7 +503,7 @@ async function write(
   const entries = writing.flatMap((w) => w.plan.entries);
   const accountWrites = writing.flatMap((w) => w.plan.accountWrites);
   const subWrites = writing.flatMap((w) => w.plan.subBalanceWrites);
-  const transferWrites = writing.flatMap((w) => w.plan.transferWrites);
+  const transferWrites = mergeTransferWrites(writing, chained);
   const appliedLegs = writing.flatMap((w) => w.plan.appliedLegs);
   const res = await client.query<WriteCounts>({
     name: 'ledgerline_batch_write',
@@ -431,11 +541,11 @@ async function write(
        UPDATE transfers t
           SET status = x.s,
               failure_code = x.f,
-              debited_at = CASE WHEN x.s = 'debited' AND t.debited_at IS NULL
+              debited_at = CASE WHEN x.d AND t.debited_at IS NULL
                                 THEN now() ELSE t.debited_at END,
               finished_at = CASE WHEN x.s IN ('completed', 'failed') THEN now() ELSE NULL END
-         FROM unnest($19::uuid[], $20::text[], $21::text[], $22::text[], $23::text[], $32::int[])
-              AS x(id, sb, fb, s, f, p)
+         FROM unnest($19::uuid[], $20::text[], $21::text[], $22::text[], $23::text[], $32::int[],
+                     $35::boolean[]) AS x(id, sb, fb, s, f, p, d)
          JOIN fence fe ON fe.id = x.p
         WHERE t.id = x.id AND t.status = x.sb AND t.failure_code IS NOT DISTINCT FROM x.fb
        RETURNING 1),
@@ -472,11 +582,11 @@ async function write(
       subWrites.map((w) => w.balance.toString()),
       subWrites.map((w) => w.version.toString()),
       subWrites.map((w) => w.versionBefore.toString()),
-      transferWrites.map((w) => w.id),
-      transferWrites.map((w) => w.statusBefore),
-      transferWrites.map((w) => w.failureCodeBefore),
-      transferWrites.map((w) => w.status),
-      transferWrites.map((w) => w.failureCode),
+      transferWrites.map(({ w }) => w.id),
+      transferWrites.map(({ w }) => w.statusBefore),
+      transferWrites.map(({ w }) => w.failureCodeBefore),
+      transferWrites.map(({ w }) => w.status),
+      transferWrites.map(({ w }) => w.failureCode),
       appliedLegs.map((a) => a.applySeq.toString()),
       appliedLegs.map((a) => a.transferId),
       appliedLegs.map((a) => a.leg),
@@ -485,9 +595,10 @@ async function write(
       each((p) => p.entries).map((o) => o.partition),
       each((p) => p.accountWrites).map((o) => o.partition),
       each((p) => p.subBalanceWrites).map((o) => o.partition),
-      each((p) => p.transferWrites).map((o) => o.partition),
+      transferWrites.map((t) => t.partition),
       each((p) => p.appliedLegs).map((o) => o.partition),
       each((p) => p.appliedLegs).map((o) => o.epoch.toString()),
+      transferWrites.map((t) => t.debited),
     ],
   });
   const counts = res.rows[0]!;

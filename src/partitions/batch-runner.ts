@@ -20,6 +20,9 @@ type Share = { owner: PartitionOwner; batch: PendingLeg[] };
  * credits out over every partition, and per partition each credit batch was a transaction of a
  * few legs, so PostgreSQL spent its time on statements and commits, not on the legs. Ownership
  * stays per partition: each part of a batch is planned alone and written under its own fence.
+ * A credit bound for another partition of this process is applied in its debit's batch, behind
+ * that partition's own legs (so a batch holds up to twice APPLY_BATCH_LEGS_MAX legs): one
+ * transaction and one status write per transfer instead of two.
  */
 export class BatchRunner {
   private readonly owners = new Set<PartitionOwner>();
@@ -34,6 +37,8 @@ export class BatchRunner {
       pool: pg.Pool;
       forward: Forward;
       batchLegsMax: number;
+      /** Credits bound for a partition of this process ride in their debit's batch. */
+      creditsInSameBatch: boolean;
       observer?: { batchApplied: (legs: number, seconds: number) => void };
       onFatal: (err: Error) => void;
     },
@@ -75,11 +80,12 @@ export class BatchRunner {
   /** Batches run one at a time; each shares the batch bound among the owners with legs waiting. */
   private async flush(): Promise<void> {
     for (;;) {
-      const waiting = [...this.owners].filter((o) => o.pendingLegs > 0);
-      if (waiting.length === 0) return;
-      waiting.sort((a, b) => a.partition - b.partition);
-      const quota = Math.max(1, Math.ceil(this.deps.batchLegsMax / waiting.length));
-      const shares = waiting.map((owner) => ({ owner, batch: owner.take(quota) }));
+      const waiting = [...this.owners].filter((o) => o.pendingLegs > 0).length;
+      if (waiting === 0) return;
+      // Every owner has a part, those with nothing waiting too: credits may join them.
+      const owners = [...this.owners].sort((a, b) => a.partition - b.partition);
+      const quota = Math.max(1, Math.ceil(this.deps.batchLegsMax / waiting));
+      const shares = owners.map((owner) => ({ owner, batch: owner.take(quota) }));
       for (const { owner } of shares) this.inFlight.add(owner);
       try {
         await this.applyWithRetry(shares);
@@ -98,11 +104,13 @@ export class BatchRunner {
         if (!plans) {
           // On a graceful stop the legs already taken are still applied: the lease is ours
           // until release. If a partition was taken, its fence says so.
-          for (const { owner, batch } of shares) await owner.beforeBatch(batch);
+          for (const { owner, batch } of shares) {
+            if (batch.length > 0) await owner.beforeBatch(batch);
+          }
           const startedMs = performance.now();
           plans = await this.applyOnce(shares);
           this.deps.observer?.batchApplied(
-            shares.reduce((n, s) => n + s.batch.length, 0),
+            plans.reduce((n, p) => n + p.results.length, 0),
             (performance.now() - startedMs) / 1000,
           );
           shares.forEach(({ owner, batch }, i) => owner.applied(plans![i]!, batch));
@@ -117,7 +125,9 @@ export class BatchRunner {
           // Nothing was written. The fenced partitions' envelopes go back to BullMQ for whoever
           // owns them now; the other partitions' legs are applied again without them.
           const fenced = new Set(error.partitions);
-          for (const s of shares) if (fenced.has(s.owner.partition)) s.owner.fenced(s.batch, error);
+          for (const s of shares) {
+            if (fenced.has(s.owner.partition)) s.owner.fenced(s.batch, error);
+          }
           shares = shares.filter((s) => !fenced.has(s.owner.partition));
           if (shares.length === 0) return;
           attempt = -1;
@@ -150,6 +160,7 @@ export class BatchRunner {
         applyBatches(
           client,
           shares.map(({ owner, batch }) => owner.part(batch)),
+          { chainCredits: this.deps.creditsInSameBatch },
         ),
       );
     } catch (err) {

@@ -28,6 +28,8 @@ export type OwnerStats = {
   envelopes: number;
   /** Legs received in memory from a batch of this process, without a trip through Redis. */
   handedOff: number;
+  /** Credit legs applied in the same batch as their debit (another partition of this process). */
+  chainedCredits: number;
   fencedBatches: number;
   swept: number;
   backlogAlarms: number;
@@ -43,6 +45,7 @@ export function emptyStats(): OwnerStats {
     rejectedLegs: 0,
     envelopes: 0,
     handedOff: 0,
+    chainedCredits: 0,
     fencedBatches: 0,
     swept: 0,
     backlogAlarms: 0,
@@ -52,6 +55,12 @@ export function emptyStats(): OwnerStats {
 
 export type OwnerTuning = {
   batchLegsMax: number;
+  /**
+   * A credit bound for another partition of this process is applied in its debit's batch. Off,
+   * it takes the next batch, as it must when another process owns the destination (tests turn it
+   * off to exercise that path in one process).
+   */
+  creditsInSameBatch: boolean;
   envelopesInHandMax: number;
   /** Legs received in memory and not yet applied; past it, forwards go through Redis. */
   handOffLegsMax: number;
@@ -221,12 +230,15 @@ export class PartitionOwner {
 
   /** This partition's part of a batch committed: counted here, and in the process's metrics. */
   applied(plan: Plan, batch: readonly PendingLeg[]): void {
+    if (plan.results.length === 0) return;
     this.deps.observer?.partApplied(plan);
     this.stats.batches += 1;
     this.stats.legsApplied += plan.appliedLegs.length;
+    // Past the batch's own legs come the credits that joined it behind their debits.
+    this.stats.chainedCredits += plan.results.length - batch.length;
     plan.results.forEach((result, i) => {
       if (result === 'duplicate') this.stats.duplicates += 1;
-      else if (result === 'unknown_transfer') this.rejectLeg(batch[i]!.leg, 'names no transfer');
+      else if (result === 'unknown_transfer') this.rejectLeg(batch[i]?.leg, 'names no transfer');
     });
   }
 

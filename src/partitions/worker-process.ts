@@ -93,6 +93,7 @@ export class WorkerProcess {
     this.claimIntervalMs = opts.claimIntervalMs ?? CLAIM_INTERVAL_MS;
     this.tuning = {
       batchLegsMax: APPLY_BATCH_LEGS_MAX,
+      creditsInSameBatch: true,
       envelopesInHandMax: ENVELOPES_IN_HAND_MAX,
       handOffLegsMax: HAND_OFF_LEGS_MAX,
       sweepAfterMs: SWEEP_AFTER_MS,
@@ -107,6 +108,7 @@ export class WorkerProcess {
       pool: this.pool,
       forward: (legs) => this.forward(legs),
       batchLegsMax: this.tuning.batchLegsMax,
+      creditsInSameBatch: this.tuning.creditsInSameBatch,
       observer: this.metrics,
       onFatal: (err) => {
         if (this.opts.onFatal) this.opts.onFatal(err);

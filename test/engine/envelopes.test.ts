@@ -44,11 +44,12 @@ it('300 payments recorded together travel as one envelope per partition, not 300
   expect((await jobCounts()).reduce((s, n) => s + n, 0)).toBe(touched.size);
 });
 
-it('credit legs bound for a partition of the same process are handed over in memory, not through Redis', async () => {
+it('with credits taking the next batch, those bound for a partition of the same process are handed over in memory, not through Redis', async () => {
   const payer = await env.account();
   const payees = await Promise.all(Array.from({ length: 40 }, () => env.account()));
   const p = partitionOf(payer.id, env.config.partitions);
-  const worker = await env.startWorker();
+  // The path a credit takes when it cannot join its debit's batch (one process here).
+  const worker = await env.startWorker({ tuning: { creditsInSameBatch: false } });
   const [dep] = await env.submit([deposit(payer.id, 10_000n)]);
   await env.waitForFinal([dep!.id]);
   const before = await jobCounts();
@@ -68,32 +69,51 @@ it('credit legs bound for a partition of the same process are handed over in mem
   await expectInvariants(env.pool, { submittedIds: submitted.map((t) => t.id) });
 });
 
-it('one worker applies the legs waiting at all its partitions in one transaction, each under its own fence', async () => {
+it('one worker applies the legs waiting at all its partitions in one transaction, credits with their debits, each partition under its own fence', async () => {
   const payer = await env.account();
   const payees = await Promise.all(Array.from({ length: 64 }, () => env.account()));
   const p = partitionOf(payer.id, env.config.partitions);
   const worker = await env.startWorker();
   const [dep] = await env.submit([deposit(payer.id, 100_000n)]);
   await env.waitForFinal([dep!.id]);
+  const before = await jobCounts();
 
   const submitted = await env.submit(payees.map((b) => transfer(payer.id, b.id, 10n)));
   const ids = submitted.map((t) => t.id);
   const final = await env.waitForFinal(ids);
   expect(final.every((t) => t.status === 'completed')).toBe(true);
 
-  // A transaction's rows share its now(): the credits the debits fanned out over the other
-  // partitions were applied together, not one transaction per partition.
-  const batches = await env.pool.query<{ partitions: number }>(
+  const crossPartition = payees.filter((b) => partitionOf(b.id, env.config.partitions) !== p);
+  const credited = new Set(crossPartition.map((b) => partitionOf(b.id, env.config.partitions)));
+  expect(credited.size).toBeGreaterThan(1);
+  // A transaction's rows share its now(): each credit was applied in its debit's transaction,
+  // and the credits of many partitions in one transaction, not one per partition.
+  const twoHop = await env.pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM applied_legs a JOIN applied_legs d
+         ON d.transfer_id = a.transfer_id AND d.leg = 'debit' AND a.leg = 'credit'
+      WHERE a.transfer_id = ANY($1::uuid[]) AND a.applied_at <> d.applied_at`,
+    [ids],
+  );
+  expect(twoHop.rows[0]!.n).toBe(0);
+  const perBatch = await env.pool.query<{ partitions: number }>(
     `SELECT count(DISTINCT partition)::int AS partitions FROM applied_legs
       WHERE transfer_id = ANY($1::uuid[]) AND leg = 'credit' GROUP BY applied_at`,
     [ids],
   );
-  const credited = new Set(
-    payees.map((b) => partitionOf(b.id, env.config.partitions)).filter((q) => q !== p),
+  expect(Math.max(...perBatch.rows.map((r) => r.partitions))).toBe(credited.size);
+  // One status write per transfer: debited and finished in the same transaction.
+  const rows = await env.pool.query<{ same: boolean }>(
+    `SELECT debited_at = finished_at AS same FROM transfers
+      WHERE id = ANY($1::uuid[]) AND dst_partition <> src_partition`,
+    [ids],
   );
-  expect(credited.size).toBeGreaterThan(1);
-  expect(Math.max(...batches.rows.map((r) => r.partitions))).toBe(credited.size);
+  expect(rows.rows).toHaveLength(crossPartition.length);
+  expect(rows.rows.every((r) => r.same)).toBe(true);
+  expect(worker.stats().chainedCredits).toBe(crossPartition.length);
   expect(worker.stats().fencedBatches).toBe(0);
+  // Nothing but the intake's envelope went through Redis.
+  const after = await jobCounts();
+  after.forEach((n, q) => expect(n - before[q]!).toBe(q === p ? 1 : 0));
   // Each partition's apply sequence still runs on without gaps or repeats.
   const seqs = await env.pool.query<{ gaps: number }>(
     `SELECT count(*)::int AS gaps FROM (

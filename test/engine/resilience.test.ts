@@ -1,7 +1,7 @@
 // Proves that redelivery, lost Redis data, a forced lease steal and a dead worker never lose or
 // duplicate money: every accepted command reaches exactly one final status.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { applyBatch } from '../../src/ledger/apply';
+import { applyBatch, applyBatches, emptyMemory } from '../../src/ledger/apply';
 import { ensurePartitionRows, steal } from '../../src/partitions/leases';
 import { partitionOf } from '../../src/partitions/routing';
 import { ENVELOPE_JOB_NAME, queueName } from '../../src/queue/queues';
@@ -171,6 +171,111 @@ describe('the outbox sweep', () => {
     await env.startWorker();
     const [done] = await env.waitForFinal([t!.id]);
     expect(done!.status).toBe('completed');
+    await expectInvariants(env.pool);
+  });
+
+  it('credits chained both ways in one batch (each partition paying the other) complete once each', async () => {
+    const [alice, bob] = await accountsOnDistinctPartitions();
+    const n = env.config.partitions;
+    const deps = await env.submit([deposit(alice.id, 1_000n), deposit(bob.id, 1_000n)]);
+    await env.startWorker().then(async (w) => {
+      await env.waitForFinal(deps.map((d) => d.id));
+      await w.stop();
+    });
+    const [ab] = await env.submit([transfer(alice.id, bob.id, 300n)]);
+    const [ba] = await env.submit([transfer(bob.id, alice.id, 100n)]);
+    await deleteKeys(env.redis, `${env.config.queuePrefix}:*`);
+
+    const parts = await Promise.all(
+      [
+        [alice, ab!],
+        [bob, ba!],
+      ].map(async ([payer, t]) => {
+        const partition = partitionOf(payer!.id, n);
+        await ensurePartitionRows(env.pool, n);
+        const claim = await steal(env.pool, { owner: 'one', partition, leaseMs: 60_000 });
+        return {
+          own: { partition, epoch: claim.epoch, owner: 'one' },
+          legs: [{ transferId: t!.id, leg: 'debit' as const }],
+          isLocal: (id: string) => partitionOf(id, n) === partition,
+          memory: emptyMemory(),
+        };
+      }),
+    );
+    const client = await env.pool.connect();
+    const plans = await applyBatches(client, parts, { chainCredits: true }).finally(() =>
+      client.release(),
+    );
+    expect(plans.flatMap((p) => p.forward)).toEqual([]);
+    const rows = await env.pool.query<{ status: string }>(
+      'SELECT status FROM transfers WHERE id = ANY($1::uuid[])',
+      [[ab!.id, ba!.id]],
+    );
+    expect(rows.rows.map((r) => r.status)).toEqual(['completed', 'completed']);
+    const balances = await env.pool.query<{ id: string; balance: string }>(
+      'SELECT id, balance FROM accounts WHERE id = ANY($1::uuid[])',
+      [[alice.id, bob.id]],
+    );
+    const balanceOf = new Map(balances.rows.map((r) => [r.id, r.balance]));
+    expect([balanceOf.get(alice.id), balanceOf.get(bob.id)]).toEqual(['800', '1200']);
+    await expectInvariants(env.pool);
+  });
+
+  it('a credit that joins its debit’s batch and finds the destination closed earlier in that batch is refunded', async () => {
+    const [alice, bob] = await accountsOnDistinctPartitions();
+    const n = env.config.partitions;
+    const [dep] = await env.submit([deposit(alice.id, 1_000n)]);
+    await env.startWorker().then(async (w) => {
+      await env.waitForFinal([dep!.id]);
+      await w.stop();
+    });
+    const [close] = await env.submit([
+      { type: 'close', fromAccountId: bob.id, toAccountId: null, amountMinor: 0n, currency: 'EUR' },
+    ]);
+    const [t] = await env.submit([transfer(alice.id, bob.id, 400n)]);
+    await deleteKeys(env.redis, `${env.config.queuePrefix}:*`);
+
+    // One batch of one process owning both partitions: Bob's close, then Alice's debit, whose
+    // credit joins Bob's part behind the close.
+    const [pa, pb] = [partitionOf(alice.id, n), partitionOf(bob.id, n)];
+    await ensurePartitionRows(env.pool, n);
+    const part = async (partition: number, legs: { transferId: string; leg: 'debit' }[]) => {
+      const claim = await steal(env.pool, { owner: 'one', partition, leaseMs: 60_000 });
+      return {
+        own: { partition, epoch: claim.epoch, owner: 'one' },
+        legs,
+        isLocal: (id: string) => partitionOf(id, n) === partition,
+        memory: emptyMemory(),
+      };
+    };
+    const parts = [
+      await part(pb, [{ transferId: close!.id, leg: 'debit' }]),
+      await part(pa, [{ transferId: t!.id, leg: 'debit' }]),
+    ].sort((x, y) => x.own.partition - y.own.partition);
+    const client = await env.pool.connect();
+    const plans = await applyBatches(client, parts, { chainCredits: true }).finally(() =>
+      client.release(),
+    );
+    const forward = plans.flatMap((p) => p.forward);
+    expect(forward).toEqual([{ transferId: t!.id, leg: 'refund', partition: pa }]);
+    const mid = await env.pool.query(
+      'SELECT status, failure_code, debited_at IS NOT NULL AS debited FROM transfers WHERE id = $1',
+      [t!.id],
+    );
+    expect(mid.rows[0]).toEqual({
+      status: 'debited',
+      failure_code: 'account_closed',
+      debited: true,
+    });
+    await env.pool.query(`UPDATE partitions SET owner = NULL, lease_expires_at = now()`);
+
+    // The refund leg was never sent: the sweep re-drives it from the row.
+    await env.startWorker();
+    const [done] = await env.waitForFinal([t!.id]);
+    expect(done!.status).toBe('failed');
+    expect(done!.failureCode).toBe('account_closed');
+    const balance = await env.pool.query('SELECT balance FROM accounts WHERE id = $1', [alice.id]);
+    expect(balance.rows[0].balance).toBe('1000');
     await expectInvariants(env.pool);
   });
 });
@@ -364,6 +469,8 @@ describe('compensation', () => {
     const [alice, bob] = await accountsOnDistinctPartitions();
     const [dep] = await env.submit([deposit(alice.id, 1_000n)]);
     await env.startWorker({
+      // The credit takes a batch of its own, as when another process owns Bob's partition.
+      tuning: { creditsInSameBatch: false },
       hooks: {
         beforeBatch: async (_p, legs) => {
           if (legs.some((l) => l.leg === 'credit')) {
