@@ -18,8 +18,15 @@ export function processEnv(config: Config): NodeJS.ProcessEnv {
 
 export type Child = { proc: ChildProcess; output: () => string; exited: Promise<number | null> };
 
+/**
+ * The V8 flags the Procfile gives the web and the worker: a young generation of 64 MiB
+ * semi-spaces instead of 16, so the short-lived objects of each request die in fewer, cheaper
+ * scavenges (the web's CPU per request fell by about an eighth on the lab's hot source).
+ */
+export const NODE_FLAGS = ['--max-semi-space-size=64'];
+
 export function spawnScript(script: string, env: NodeJS.ProcessEnv, args: string[] = []): Child {
-  const proc = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+  const proc = spawn(process.execPath, [...NODE_FLAGS, '--import', 'tsx', script, ...args], {
     cwd: ROOT,
     env,
     stdio: 'pipe',
