@@ -51,6 +51,12 @@ export const ENVELOPE_LEGS_MAX = 1_000;
  * (the owner merges those waiting into its next batch when it is behind).
  */
 export const APPLY_BATCH_LEGS_MAX = 1_000;
+/**
+ * Batches a worker process applies at once, over disjoint sets of its partitions, each on its own
+ * connection: PostgreSQL runs a transaction on one backend, so one batch at a time leaves a
+ * backlog's partitions waiting behind a hot one's.
+ */
+export const APPLY_BATCHES_IN_FLIGHT_MAX = 2;
 export const ENVELOPES_IN_HAND_MAX = 8;
 /** Credit legs handed in memory to an owner of the same process, waiting there at most. */
 export const HAND_OFF_LEGS_MAX = 10_000;

@@ -28,8 +28,8 @@ export class BatchRunner {
   private readonly owners = new Set<PartitionOwner>();
   /** Owners with legs in the batch being applied. */
   private readonly inFlight = new Set<PartitionOwner>();
-  private flushing: Promise<void> | undefined;
-  private flushScheduled = false;
+  private running = 0;
+  private pumpScheduled = false;
   private batchWaiters: (() => void)[] = [];
 
   constructor(
@@ -37,6 +37,8 @@ export class BatchRunner {
       pool: pg.Pool;
       forward: Forward;
       batchLegsMax: number;
+      /** Batches applied at once, over disjoint sets of owners, each on its own connection. */
+      batchesInFlightMax: number;
       /** Credits bound for a partition of this process ride in their debit's batch. */
       creditsInSameBatch: boolean;
       observer?: { batchApplied: (legs: number, seconds: number) => void };
@@ -58,16 +60,12 @@ export class BatchRunner {
   }
 
   schedule(): void {
-    if (this.flushing || this.flushScheduled) return;
-    this.flushScheduled = true;
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
     // One turn of the event loop lets the envelopes fetched together land in one batch.
     setImmediate(() => {
-      this.flushScheduled = false;
-      this.flushing = this.flush().finally(() => {
-        this.flushing = undefined;
-        if ([...this.owners].some((o) => o.pendingLegs > 0)) this.schedule();
-        this.wakeWaiters();
-      });
+      this.pumpScheduled = false;
+      this.pump();
     });
   }
 
@@ -77,22 +75,46 @@ export class BatchRunner {
     for (const wake of waiters) wake();
   }
 
-  /** Batches run one at a time; each shares the batch bound among the owners with legs waiting. */
-  private async flush(): Promise<void> {
-    for (;;) {
-      const waiting = [...this.owners].filter((o) => o.pendingLegs > 0).length;
-      if (waiting === 0) return;
-      // Every owner has a part, those with nothing waiting too: credits may join them.
-      const owners = [...this.owners].sort((a, b) => a.partition - b.partition);
-      const quota = Math.max(1, Math.ceil(this.deps.batchLegsMax / waiting));
-      const shares = owners.map((owner) => ({ owner, batch: owner.take(quota) }));
-      for (const { owner } of shares) this.inFlight.add(owner);
-      try {
-        await this.applyWithRetry(shares);
-      } finally {
-        this.inFlight.clear();
-        this.wakeWaiters();
+  /**
+   * Starts batches while fewer than the bound run and an owner outside them has legs waiting.
+   * A batch takes the owners with the most legs waiting first, each up to the batch bound, until
+   * the bound is reached: a hot partition with a backlog fills a batch of its own, and the
+   * partitions its credits go to are applied beside it, in another batch on another connection.
+   * A batch with room also takes every other free owner, with nothing waiting, so that credits
+   * bound for them can ride in it.
+   */
+  private pump(): void {
+    const { batchLegsMax, batchesInFlightMax } = this.deps;
+    while (this.running < batchesInFlightMax) {
+      const free = [...this.owners].filter((o) => !this.inFlight.has(o));
+      const waiting = free
+        .filter((o) => o.pendingLegs > 0)
+        .sort((a, b) => b.pendingLegs - a.pendingLegs);
+      if (waiting.length === 0) return;
+      const shares: Share[] = [];
+      let legs = 0;
+      for (const owner of waiting) {
+        if (legs >= batchLegsMax) break;
+        const batch = owner.take(batchLegsMax - legs);
+        legs += batch.length;
+        shares.push({ owner, batch });
       }
+      if (legs < batchLegsMax && this.deps.creditsInSameBatch) {
+        for (const owner of free) {
+          if (owner.pendingLegs === 0 && !shares.some((s) => s.owner === owner)) {
+            shares.push({ owner, batch: [] });
+          }
+        }
+      }
+      shares.sort((a, b) => a.owner.partition - b.owner.partition);
+      for (const { owner } of shares) this.inFlight.add(owner);
+      this.running += 1;
+      void this.applyWithRetry(shares).finally(() => {
+        for (const { owner } of shares) this.inFlight.delete(owner);
+        this.running -= 1;
+        this.wakeWaiters();
+        this.pump();
+      });
     }
   }
 

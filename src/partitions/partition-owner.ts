@@ -55,6 +55,8 @@ export function emptyStats(): OwnerStats {
 
 export type OwnerTuning = {
   batchLegsMax: number;
+  /** Batches the process applies at once, over disjoint sets of its partitions. */
+  batchesInFlightMax: number;
   /**
    * A credit bound for another partition of this process is applied in its debit's batch. Off,
    * it takes the next batch, as it must when another process owns the destination (tests turn it

@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import type { Config } from '../config/env';
 import {
   APPLY_BATCH_LEGS_MAX,
+  APPLY_BATCHES_IN_FLIGHT_MAX,
   BACKLOG_ALARM_LEGS,
   CLAIM_INTERVAL_MS,
   ENVELOPES_IN_HAND_MAX,
@@ -93,6 +94,7 @@ export class WorkerProcess {
     this.claimIntervalMs = opts.claimIntervalMs ?? CLAIM_INTERVAL_MS;
     this.tuning = {
       batchLegsMax: APPLY_BATCH_LEGS_MAX,
+      batchesInFlightMax: APPLY_BATCHES_IN_FLIGHT_MAX,
       creditsInSameBatch: true,
       envelopesInHandMax: ENVELOPES_IN_HAND_MAX,
       handOffLegsMax: HAND_OFF_LEGS_MAX,
@@ -108,6 +110,7 @@ export class WorkerProcess {
       pool: this.pool,
       forward: (legs) => this.forward(legs),
       batchLegsMax: this.tuning.batchLegsMax,
+      batchesInFlightMax: this.tuning.batchesInFlightMax,
       creditsInSameBatch: this.tuning.creditsInSameBatch,
       observer: this.metrics,
       onFatal: (err) => {
