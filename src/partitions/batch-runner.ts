@@ -1,6 +1,6 @@
-// The process's batches: one at a time, each taking the legs waiting at every partition this
-// process owns and applying them in one PostgreSQL transaction (one plan per partition, one
-// fence per partition, one commit), then forwarding what comes next.
+// The process's batches: each takes the legs waiting at several partitions this process owns and
+// applies them in one PostgreSQL transaction (one plan per partition, one fence per partition,
+// one commit), then forwards what comes next; a few run at once, over disjoint partitions.
 import type pg from 'pg';
 import {
   APPLY_RETRIES_MAX,
