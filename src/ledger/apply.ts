@@ -121,8 +121,6 @@ type Planned = {
   plan: Plan;
   /** Local accounts first met in this batch: they join the part's memory once it commits. */
   fresh: Map<string, AccountState>;
-  /** Credit legs that joined this part behind their debits in the same batch. */
-  chainedLegs?: number;
 };
 
 function emptyPlan(memory: OwnerMemory): Plan {
@@ -295,7 +293,9 @@ export async function applyBatches(
           continue;
         }
         chained.set(f.transferId, f.partition);
-        extra.set(j, [...(extra.get(j) ?? []), { transferId: f.transferId, leg: 'credit' }]);
+        const legs = extra.get(j) ?? [];
+        legs.push({ transferId: f.transferId, leg: 'credit' });
+        extra.set(j, legs);
         const w = writes.get(f.transferId);
         if (w) {
           const overlay = after.get(j) ?? new Map(transfers);
@@ -317,7 +317,6 @@ export async function applyBatches(
       entry.plan.forward = entry.plan.forward.filter(
         (f) => !(f.leg === 'credit' && chained.get(f.transferId) === f.partition),
       );
-      entry.chainedLegs = extra.get(parts.indexOf(entry.part))?.length ?? 0;
     }
   }
   const plans = planned.map((entry, i) => entry?.plan ?? emptyPlan(parts[i]!.memory));

@@ -101,7 +101,9 @@ export class BatchRunner {
       }
       if (legs < batchLegsMax && this.deps.creditsInSameBatch) {
         for (const owner of free) {
-          if (owner.pendingLegs === 0 && !shares.some((s) => s.owner === owner)) {
+          // Not one that is letting go (fenced, or stopping): it only drains what it holds.
+          if (owner.stopping || owner.pendingLegs > 0) continue;
+          if (!shares.some((s) => s.owner === owner)) {
             shares.push({ owner, batch: [] });
           }
         }

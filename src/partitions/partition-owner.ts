@@ -201,6 +201,11 @@ export class PartitionOwner {
     log.warn({ partition: this.partition, leg, reason }, 'leg rejected');
   }
 
+  /** Letting go of the partition: it applies what it holds and takes nothing new. */
+  get stopping(): boolean {
+    return this.stopped;
+  }
+
   /** Legs waiting for the process's next batch. */
   get pendingLegs(): number {
     return this.pending.length;
