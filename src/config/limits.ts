@@ -47,8 +47,8 @@ export const OVERLOADED_RETRY_AFTER_S = 1;
  */
 export const ENVELOPE_LEGS_MAX = 1_000;
 /**
- * Worker: legs applied in one PostgreSQL transaction, and envelopes held per partition at once
- * (the owner merges those waiting into its next batch when it is behind).
+ * Worker: legs a batch takes from its partitions' queues, applied in one PostgreSQL transaction
+ * (credits that join their debits' batch come on top, so a transaction holds at most twice this).
  */
 export const APPLY_BATCH_LEGS_MAX = 1_000;
 /**

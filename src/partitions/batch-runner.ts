@@ -16,7 +16,7 @@ import type { Forward, PartitionOwner, PendingLeg } from './partition-owner';
 type Share = { owner: PartitionOwner; batch: PendingLeg[] };
 
 /**
- * Why one batch for the process and not one per partition: a hot source's debits fan their
+ * Why batches span partitions instead of one per partition: a hot source's debits fan their
  * credits out over every partition, and per partition each credit batch was a transaction of a
  * few legs, so PostgreSQL spent its time on statements and commits, not on the legs. Ownership
  * stays per partition: each part of a batch is planned alone and written under its own fence.
