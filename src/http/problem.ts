@@ -1,6 +1,7 @@
 // RFC 9457 problem+json errors, each with a stable machine-readable code.
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { AnswerError } from '../shared/answer-error';
 
 export const PROBLEM_CODES = [
   'validation_failed',
@@ -38,7 +39,7 @@ const TITLES: Record<ProblemCode, string> = {
 export type ProblemIssue = { path: string; message: string };
 
 /** Thrown anywhere in a handler; the app's error handler turns it into problem+json. */
-export class ApiError extends Error {
+export class ApiError extends AnswerError {
   constructor(
     readonly status: ContentfulStatusCode,
     readonly code: ProblemCode,

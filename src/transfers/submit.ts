@@ -11,6 +11,7 @@ import { isProgrammerPgError, withClient } from '../db/db';
 import { partitionOf } from '../partitions/routing';
 import type { Dispatcher } from '../queue/queues';
 import type { Admission } from './admission';
+import { AnswerError } from '../shared/answer-error';
 import { assert } from '../shared/assert';
 import {
   TRANSFER_COLUMNS,
@@ -107,7 +108,7 @@ type Waiting = {
 };
 
 /** The intake holds as many commands as it may: refused at once, nothing recorded. */
-export class OverloadedError extends Error {
+export class OverloadedError extends AnswerError {
   override name = 'OverloadedError';
 }
 
