@@ -1,13 +1,18 @@
-// `npm run bench -- intake|drain [--seconds N] [--transfers N]`: the two halves of Ledgerline
-// measured alone. `intake`: the web process with no worker, POSTs of a hot-source transfer by 200
-// autocannon connections; reports accepted/s. `drain`: N transfers recorded with no worker
-// running, then one worker process started; reports transfers applied per second.
+// `npm run bench -- intake|drain|refusals [--seconds N] [--transfers N] [--connections N]
+// [--rate R]`: the two halves of Ledgerline measured alone, and its admission control. `intake`: the web process
+// with no worker, POSTs of a hot-source transfer by 200 autocannon connections; reports
+// accepted/s. `drain`: N transfers recorded with no worker running, then one worker process
+// started; reports transfers applied per second. `refusals`: the hot partition's backlog filled
+// to its cap with no worker running, then the same POSTs (say `--connections 1000`): every one
+// must be refused at once with 503 and Retry-After, recording nothing; reports how fast.
 import { backfillPartitions } from '../../src/partitions/interest';
 import { partitionOf } from '../../src/partitions/routing';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
+import type pg from 'pg';
 import { createAccount } from '../../src/accounts/accounts.repository';
+import { PARTITION_BACKLOG_LEGS_MAX } from '../../src/config/limits';
 import { runMain } from '../../src/cli/preflight';
 import { loadConfig } from '../../src/config/env';
 import { createPool } from '../../src/db/db';
@@ -20,6 +25,34 @@ import { drained, dropStores, freshStores, untilHttp } from './load';
 const TRANSFERS_MAX = 1_000_000;
 const SECONDS_MAX = 600;
 const PAYEES = 200;
+const RATE_MAX = 100_000;
+/** DESIGN.md: what is refused is refused within this. */
+const REFUSAL_BOUND_S = 0.05;
+
+async function countTransfers(pool: pg.Pool): Promise<number> {
+  const res = await pool.query<{ n: string }>('SELECT count(*) AS n FROM transfers');
+  return Number(res.rows[0]!.n);
+}
+
+/** The share of POST /v1/transfers the web answered within `boundS` seconds, from /metrics. */
+async function servedWithin(metricsUrl: string, boundS: number): Promise<string> {
+  const text = await (await fetch(metricsUrl)).text();
+  const series = (le: string) => {
+    const line = text
+      .split('\n')
+      .find(
+        (l) =>
+          l.startsWith('ledgerline_http_request_duration_seconds_bucket{') &&
+          l.includes(`le="${le}"`) &&
+          l.includes('method="POST"') &&
+          l.includes('route="/v1/transfers"'),
+      );
+    return Number(line?.split(' ').pop());
+  };
+  const within = series(String(boundS));
+  const all = series('+Inf');
+  return `${within} of ${all} (${((100 * within) / all).toFixed(2)} %)`;
+}
 
 runMain(async () => {
   const { values, positionals } = parseArgs({
@@ -28,10 +61,13 @@ runMain(async () => {
       seconds: { type: 'string', default: '10' },
       transfers: { type: 'string', default: '100000' },
       connections: { type: 'string', default: '200' },
+      rate: { type: 'string' },
     },
   });
   const mode = positionals[0];
-  if (mode !== 'intake' && mode !== 'drain') throw new Error('say intake or drain');
+  if (mode !== 'intake' && mode !== 'drain' && mode !== 'refusals') {
+    throw new Error('say intake, drain or refusals');
+  }
   const seconds = Math.min(SECONDS_MAX, Number(values.seconds));
   const transfers = Math.min(TRANSFERS_MAX, Number(values.transfers));
   const base = loadConfig();
@@ -66,45 +102,97 @@ runMain(async () => {
     const to = payees.rows.map((r) => r.id);
     // Made in bulk by SQL: their partition column is filled as a worker would at start.
     await backfillPartitions(pool, config.partitions, (id) => partitionOf(id, config.partitions));
-    if (mode === 'intake') {
+    /** The POSTs of both HTTP modes: the hot-source transfer, each with its own key. */
+    const hotSource = (port: number, onResponse?: (status: number, headers: Headers) => void) => {
+      let n = 0;
+      return autocannon({
+        url: `http://127.0.0.1:${port}`,
+        connections: Number(values.connections),
+        duration: seconds,
+        // An open loop (requests per second from all connections) instead of a closed one.
+        ...(values.rate ? { overallRate: Math.min(RATE_MAX, Number(values.rate)) } : {}),
+        requests: [
+          {
+            method: 'POST',
+            path: '/v1/transfers',
+            setupRequest: (req) => {
+              const i = n++;
+              return {
+                ...req,
+                headers: {
+                  authorization: `Bearer ${key}`,
+                  'content-type': 'application/json',
+                  'idempotency-key': `bench-${i}`,
+                },
+                body: JSON.stringify({
+                  from_account_id: payer.id,
+                  to_account_id: to[i % PAYEES],
+                  amount: '1',
+                  currency: 'EUR',
+                }),
+              };
+            },
+            onResponse: onResponse
+              ? (status, _body, _context, headers) =>
+                  onResponse(status, new Headers(headers as Record<string, string>))
+              : undefined,
+          },
+        ],
+      });
+    };
+    if (mode === 'intake' || mode === 'refusals') {
+      let before = 0;
+      if (mode === 'refusals') {
+        // The hot partition's backlog at its cap, recorded as the intake records (no worker).
+        await submitter.submit(
+          Array.from({ length: PARTITION_BACKLOG_LEGS_MAX }, () => ({
+            type: 'transfer' as const,
+            fromAccountId: payer.id,
+            toAccountId: to[0]!,
+            amountMinor: 1n,
+            currency: 'EUR',
+            idempotencyScope: 'bench',
+          })),
+        );
+        before = await countTransfers(pool);
+        console.log(`recorded ${before} transfers: the payer's partition is at its backlog cap`);
+      }
       const port = await freePort();
       const web = spawnScript('src/cli/web.ts', { ...env, PORT: String(port) });
       try {
         await untilHttp(`http://127.0.0.1:${port}/healthz`, [web]);
-        let n = 0;
-        const result = await autocannon({
-          url: `http://127.0.0.1:${port}`,
-          connections: Number(values.connections),
-          duration: seconds,
-          requests: [
-            {
-              method: 'POST',
-              path: '/v1/transfers',
-              setupRequest: (req) => {
-                const i = n++;
-                return {
-                  ...req,
-                  headers: {
-                    authorization: `Bearer ${key}`,
-                    'content-type': 'application/json',
-                    'idempotency-key': `bench-${i}`,
-                  },
-                  body: JSON.stringify({
-                    from_account_id: payer.id,
-                    to_account_id: to[i % PAYEES],
-                    amount: '1',
-                    currency: 'EUR',
-                  }),
-                };
-              },
-            },
-          ],
-        });
-        const accepted = result['2xx'];
-        console.log(
-          `intake alone: ${Math.round(accepted / seconds)} accepted/s (${accepted} in ${seconds} s, ` +
-            `${result.non2xx} refused), p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms`,
-        );
+        if (mode === 'intake') {
+          const result = await hotSource(port);
+          const accepted = result['2xx'];
+          console.log(
+            `intake alone: ${Math.round(accepted / seconds)} accepted/s (${accepted} in ${seconds} s, ` +
+              `${result.non2xx} refused), p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms`,
+          );
+        } else {
+          const answers = new Map<string, number>();
+          const result = await hotSource(port, (status, headers) => {
+            const kind =
+              status === 503 && headers.get('retry-after')
+                ? '503 with Retry-After'
+                : String(status);
+            answers.set(kind, (answers.get(kind) ?? 0) + 1);
+          });
+          const recorded = (await countTransfers(pool)) - before;
+          // The web's own time per answer (its histogram), apart from the time a request waits
+          // in the kernel and the load generator before the web reads it.
+          const served = await servedWithin(`http://127.0.0.1:${port}/metrics`, REFUSAL_BOUND_S);
+          console.log(
+            `refusals at the backlog cap, ${values.connections} connections: ` +
+              `${Math.round(result.requests.total / seconds)} answers/s, ` +
+              `p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, max ${result.latency.max} ms, ` +
+              `${result.errors} errors (${result.timeouts} timeouts); web's own time within ` +
+              `${REFUSAL_BOUND_S * 1000} ms: ${served}; ` +
+              `answers ${JSON.stringify(Object.fromEntries(answers))}; recorded meanwhile: ${recorded}`,
+          );
+          if (recorded !== 0 || answers.size !== 1 || !answers.has('503 with Retry-After')) {
+            process.exitCode = 1;
+          }
+        }
       } finally {
         web.proc.kill('SIGTERM');
         await web.exited;
