@@ -2,7 +2,7 @@
 // order, each account's interest an `interest` transfer whose debit leg the owner then applies in
 // its stream like any other. How far a partition has got is kept in PostgreSQL, so a new owner
 // goes on where a dead one stopped, and the idempotency key `<as_of>:<account>` pays nobody twice.
-import { randomUUID } from 'node:crypto';
+import { newTransferId } from '../domain/ids';
 import type pg from 'pg';
 import { withClient } from '../db/db';
 import {
@@ -92,7 +92,7 @@ async function makePage(
      ON CONFLICT (idempotency_scope, idempotency_key) DO NOTHING
      RETURNING id`,
     [
-      owed.map(() => randomUUID()),
+      owed.map(() => newTransferId()),
       owed.map((a) => a.id),
       owed.map((a) => a.amountMinor.toString()),
       owed.map((a) => a.currency),

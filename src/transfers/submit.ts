@@ -1,6 +1,7 @@
 // Durable submission: commands become `accepted` transfer rows in one multi-row INSERT, commit,
 // and only then go onto the queues. A submission is durable once it returns.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { newTransferId } from '../domain/ids';
 import type pg from 'pg';
 import {
   SUBMIT_BATCH_MAX,
@@ -345,7 +346,7 @@ export class Submitter {
   private prepare(commands: readonly Routed[]): PreparedRow[] {
     return commands.map((r) => ({
       ...r,
-      id: r.command.id ?? randomUUID(),
+      id: r.command.id ?? newTransferId(),
       hash: requestHash(r.command),
     }));
   }

@@ -30,7 +30,7 @@ import { isProgrammerPgError } from '../db/db';
 import { AssertionError } from '../shared/assert';
 import { parseAmount } from '../domain/money';
 import type { Command, SubmitResult } from './submit';
-import { isUuid } from '../domain/ids';
+import { isUuid, newTransferId } from '../domain/ids';
 import type { ServerResponse } from 'node:http';
 import type { Transfer, TransferReader } from './transfers.repository';
 import {
@@ -289,7 +289,7 @@ async function submitOne(
   // chosen here: one read (of the final transfer) instead of two. A replay answers with the
   // first request's transfer and reads as usual.
   const waitS = preferredWaitSeconds(c.req.header('prefer'));
-  const id = randomUUID();
+  const id = newTransferId();
   const early = waitS > 0 ? { ...deps.waiter.subscribe(id, waitS * 1000), id } : undefined;
   try {
     const result = await record(c, deps, { ...command, id }, idempotencyKey);
