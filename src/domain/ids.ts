@@ -16,8 +16,9 @@ export function isUuid(value: string): boolean {
  *
  * Made from Node's randomUUID (v4), whose random bytes come from a pool filled in bulk, with the
  * time written over its first 48 bits and the version set to 7; the variant bits are v4's, the
- * same. The uuid package's v7 asked the system for 16 random bytes per id: 5 % of the web's CPU.
- * Within one millisecond the order is random (RFC 9562 allows it): the index edge is the same.
+ * same. The uuid package's v7 asked the system for 16 random bytes per id (3.8 % of the web's
+ * profile). Within one millisecond the order is random (RFC 9562 allows it): the index edge is
+ * the same, and 74 random bits stay in every id.
  */
 export function newTransferId(): string {
   const time = Date.now().toString(16).padStart(12, '0');
