@@ -1,10 +1,11 @@
 // `npm run bench -- intake|drain|refusals [--seconds N] [--transfers N] [--connections N]
-// [--rate R]`: the two halves of Ledgerline measured alone, and its admission control. `intake`: the web process
-// with no worker, POSTs of a hot-source transfer by 200 autocannon connections; reports
-// accepted/s. `drain`: N transfers recorded with no worker running, then one worker process
-// started; reports transfers applied per second. `refusals`: the hot partition's backlog filled
-// to its cap with no worker running, then the same POSTs (say `--connections 1000`): every one
-// must be refused at once with 503 and Retry-After, recording nothing; reports how fast.
+// [--rate R]`: the two halves of Ledgerline measured alone, and its admission control.
+// `intake`: the web process with no worker, POSTs of a hot-source transfer by 200 autocannon
+// connections; reports accepted/s. `drain`: N transfers recorded with no worker running, then one
+// worker process started; reports transfers applied per second. `refusals`: the hot partition's
+// backlog filled to its cap with no worker running, then the same POSTs (say `--connections
+// 1000`): every one must be refused at once with 503 and Retry-After, recording nothing (the run
+// fails otherwise); reports how fast, as the client and as the web itself saw it.
 import { backfillPartitions } from '../../src/partitions/interest';
 import { partitionOf } from '../../src/partitions/routing';
 import { randomBytes } from 'node:crypto';
