@@ -611,11 +611,21 @@ async function runLedgerline(s: Scenario, opts: LabOptions): Promise<LabRecord> 
 export async function drained(pool: pg.Pool): Promise<void> {
   const deadline = Date.now() + DRAIN_MS_MAX;
   for (;;) {
-    const r = await pool.query<{ n: string }>(
-      `SELECT count(*) AS n FROM transfers WHERE status IN ('accepted', 'debited')`,
+    // Asked of the sweep's partial indexes: a count over the table, ten times a second, took
+    // 60 ms of PostgreSQL each while a worker drained 100,000 transfers (a third of a core).
+    const r = await pool.query<{ busy: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM transfers WHERE status = 'accepted')
+           OR EXISTS (SELECT 1 FROM transfers WHERE status = 'debited' AND failure_code IS NULL)
+           OR EXISTS (SELECT 1 FROM transfers WHERE status = 'debited' AND failure_code IS NOT NULL)
+           AS busy`,
     );
-    if (r.rows[0]!.n === '0') return;
-    if (Date.now() > deadline) throw new Error(`${r.rows[0]!.n} transfers never became final`);
+    if (!r.rows[0]!.busy) return;
+    if (Date.now() > deadline) {
+      const left = await pool.query<{ n: string }>(
+        `SELECT count(*) AS n FROM transfers WHERE status IN ('accepted', 'debited')`,
+      );
+      throw new Error(`${left.rows[0]!.n} transfers never became final`);
+    }
     await new Promise((res) => setTimeout(res, 100));
   }
 }
