@@ -95,7 +95,6 @@ export const SWEEP_BATCH_MAX = 1_000;
 /** BullMQ job options: only infrastructure failures are retried. */
 export const JOB_ATTEMPTS_MAX = 8;
 export const JOB_BACKOFF_MS_BASE = 200;
-export const JOB_COMPLETED_KEEP_COUNT = 1_000;
 export const JOB_FAILED_KEEP_COUNT = 10_000;
 /** A partition with more legs than this waiting to be applied is reported at every sweep. */
 export const BACKLOG_ALARM_LEGS = 100_000;

@@ -328,7 +328,7 @@ export class PartitionOwner {
       partition: r.partition,
     }));
     // Its own round in the envelope ids: an earlier envelope with the same legs may still be
-    // kept by BullMQ as completed or failed, and would swallow a re-add under its id.
+    // waiting, or kept by BullMQ as failed, and would swallow a re-add under its id.
     this.sweepRound += 1;
     if (legs.length > 0) {
       await this.deps.forward(legs, { round: `s${own.epoch}.${this.sweepRound}` });

@@ -457,8 +457,14 @@ it('bad legs in an envelope fail alone: the good legs travelling with them are a
     () => {},
   );
   expect(worker.stats().rejectedLegs).toBe(4);
-  const job = await env.dispatcher.queue(p).getJob('mixed');
-  expect(await job!.isCompleted()).toBe(true);
+  // The envelope completed: a completed envelope is deleted, a failed one would be kept.
+  const queue = env.dispatcher.queue(p);
+  await until(
+    'the envelope deleted',
+    async () => (await queue.getJob('mixed')) === undefined,
+    5_000,
+  );
+  expect(await queue.getFailedCount()).toBe(0);
   const balance = await env.pool.query('SELECT balance FROM accounts WHERE id = $1', [a.id]);
   expect(balance.rows[0].balance).toBe('30');
   await expectInvariants(env.pool);
