@@ -21,7 +21,7 @@ import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
 import { Submitter, type Command } from '../../src/transfers/submit';
 import { processEnv, spawnScript } from '../support/processes';
 import { freePort } from '../support/servers';
-import { drained, dropStores, freshStores, untilHttp } from './load';
+import { drained, dropStores, freshStores, servedWithin, untilHttp } from './load';
 
 const TRANSFERS_MAX = 1_000_000;
 const SECONDS_MAX = 600;
@@ -33,26 +33,6 @@ const REFUSAL_BOUND_S = 0.05;
 async function countTransfers(pool: pg.Pool): Promise<number> {
   const res = await pool.query<{ n: string }>('SELECT count(*) AS n FROM transfers');
   return Number(res.rows[0]!.n);
-}
-
-/** The share of POST /v1/transfers the web answered within `boundS` seconds, from /metrics. */
-async function servedWithin(metricsUrl: string, boundS: number): Promise<string> {
-  const text = await (await fetch(metricsUrl)).text();
-  const series = (le: string) => {
-    const line = text
-      .split('\n')
-      .find(
-        (l) =>
-          l.startsWith('ledgerline_http_request_duration_seconds_bucket{') &&
-          l.includes(`le="${le}"`) &&
-          l.includes('method="POST"') &&
-          l.includes('route="/v1/transfers"'),
-      );
-    return Number(line?.split(' ').pop());
-  };
-  const within = series(String(boundS));
-  const all = series('+Inf');
-  return `${within} of ${all} (${((100 * within) / all).toFixed(2)} %)`;
 }
 
 runMain(async () => {

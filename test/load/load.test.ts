@@ -58,6 +58,11 @@ it('hot-source: unsafe loses or creates money; every other strategy keeps every 
   const ledgerline = run.find((r) => r.strategy === 'ledgerline')!;
   expect(ledgerline.ledger_reconciled).toBe(true);
   expect(ledgerline.batch_legs!.max).toBeGreaterThanOrEqual(1);
+  // The web's own count of the POSTs it answered, and of those within 1 s of reading them.
+  const [, within, served] = /^(\d+) of (\d+) \(/.exec(ledgerline.web_within_1s ?? '') ?? [];
+  expect(Number(served)).toBeGreaterThan(0);
+  expect(Number(within)).toBeLessThanOrEqual(Number(served));
+  expect(run.find((r) => r.strategy === 'for-update')!.web_within_1s).toBeNull();
 });
 
 it('double-spend: only unsafe lets both 4,000.00 withdrawals from 5,000.00 through', async () => {

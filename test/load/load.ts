@@ -72,7 +72,36 @@ export type LabRecord = {
   /** Ledgerline only: legs per applied batch, and the ledger's own reconciliation. */
   batch_legs: { mean: number; p50: number; max: number } | null;
   ledger_reconciled: boolean | null;
+  /**
+   * Ledgerline only: the POSTs the web answered within 1 s of reading them (its own latency
+   * histogram, read request to final answer), apart from the time a request waits in the kernel
+   * and the load generator before the web reads it.
+   */
+  web_within_1s: string | null;
 };
+
+/** DESIGN.md's bound for the hot account's p99 submit at 1,000 connections. */
+export const SUBMIT_BOUND_S = 1;
+
+/** The share of POST /v1/transfers the web answered within `boundS` seconds, from /metrics. */
+export async function servedWithin(metricsUrl: string, boundS: number): Promise<string> {
+  const text = await (await fetch(metricsUrl)).text();
+  const series = (le: string) => {
+    const line = text
+      .split('\n')
+      .find(
+        (l) =>
+          l.startsWith('ledgerline_http_request_duration_seconds_bucket{') &&
+          l.includes(`le="${le}"`) &&
+          l.includes('method="POST"') &&
+          l.includes('route="/v1/transfers"'),
+      );
+    return Number(line?.split(' ').pop());
+  };
+  const within = series(String(boundS));
+  const all = series('+Inf');
+  return `${within} of ${all} (${((100 * within) / all).toFixed(2)} %)`;
+}
 
 type Scenario = {
   describe: string;
@@ -401,6 +430,7 @@ function record(
     correct: absDrift === 0n && extra.outcomesMatch && (doubles ?? 0) === 0,
     batch_legs: extra.batch_legs ?? null,
     ledger_reconciled: extra.ledger_reconciled ?? null,
+    web_within_1s: extra.web_within_1s ?? null,
   };
 }
 
@@ -546,6 +576,8 @@ async function runLedgerline(s: Scenario, opts: LabOptions): Promise<LabRecord> 
       opts,
       `${opts.scenario} ledgerline`,
     );
+    // Read before the web stops: its own time per POST, apart from the kernel's and the client's.
+    const webWithin = await servedWithin(`http://127.0.0.1:${port}/metrics`, SUBMIT_BOUND_S);
     // The intake finishes what is in flight, and whatever a client stopped waiting for still
     // finishes: then the database has the last word.
     await stopAll(children.splice(0, 1));
@@ -598,6 +630,7 @@ async function runLedgerline(s: Scenario, opts: LabOptions): Promise<LabRecord> 
           max: sizes[sizes.length - 1] ?? 0,
         },
         ledger_reconciled: report.ok,
+        web_within_1s: webWithin,
       },
     );
   } finally {

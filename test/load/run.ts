@@ -119,6 +119,7 @@ function table(records: readonly LabRecord[]) {
     'money drift': r.money_drift,
     ...(r.double_spends === null ? {} : { 'both through': r.double_spends }),
     'batch legs': r.batch_legs ? `${r.batch_legs.mean} (max ${r.batch_legs.max})` : '',
+    ...(r.web_within_1s === null ? {} : { 'web ≤ 1 s': r.web_within_1s }),
     correct: r.correct ? 'yes' : 'NO',
   }));
 }
