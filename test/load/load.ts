@@ -47,7 +47,16 @@ export type LabOptions = {
   progress?: (line: string) => void;
   /** Set on Ctrl-C: the run in progress stops and everything is cleaned up. */
   signal?: AbortSignal;
+  /** Requests sent in the run's first this many ms are left out of `p99_after_warmup_ms`. */
+  warmupMs?: number;
 };
+
+/**
+ * Every strategy's server and Ledgerline's processes start cold just before their run, and all
+ * the connections send at once: the first requests meet code not yet compiled and empty pools.
+ * Their moves count for money and speed like any other; only the second p99 leaves them out.
+ */
+export const WARMUP_MS_DEFAULT = 2_000;
 
 export type LabRecord = {
   scenario: ScenarioName;
@@ -63,6 +72,8 @@ export type LabRecord = {
   p99_ms: number;
   /** Submit → final outcome, as a client sees it (Ledgerline: through the long-poll). */
   p99_final_ms: number;
+  /** Submit p99 of the requests sent after the warm-up (`warmupMs`); null if none was. */
+  p99_after_warmup_ms: number | null;
   /** Money created (positive) or destroyed (negative) against the outcomes reported, signed. */
   money_drift: string;
   /** Pairs of which both 4,000.00 withdrawals from 5,000.00 went through (double-spend). */
@@ -206,8 +217,13 @@ function percentile(sorted: readonly number[], p: number): number {
 type Seen = {
   outcomes: Map<number, string>;
   submitMs: number[];
+  /** Submit latencies of the requests sent after the warm-up. */
+  warmSubmitMs: number[];
   finalMs: number[];
   seconds: number;
+  /** When the drive started (performance.now()), and when its warm-up ends. */
+  startedMs: number;
+  warmFromMs: number;
   /** Ledgerline: the transfer id each move was given. */
   ids: Map<number, string>;
 };
@@ -224,11 +240,20 @@ async function drive(
   opts: LabOptions,
   label: string,
 ): Promise<Seen> {
-  const seen: Seen = { outcomes: new Map(), submitMs: [], finalMs: [], seconds: 0, ids: new Map() };
+  const started = performance.now();
+  const seen: Seen = {
+    outcomes: new Map(),
+    submitMs: [],
+    warmSubmitMs: [],
+    finalMs: [],
+    seconds: 0,
+    startedMs: started,
+    warmFromMs: started + (opts.warmupMs ?? WARMUP_MS_DEFAULT),
+    ids: new Map(),
+  };
   let counter = 0;
   const next = () => counter++;
   const { url, requests } = target(seen, next);
-  const started = performance.now();
   let finish!: (err: Error | null) => void;
   const finished = new Promise<void>((resolve, reject) => {
     finish = (err) => (err ? reject(err) : resolve());
@@ -267,6 +292,14 @@ async function drive(
 
 type Ctx = { i?: number; t0?: number; id?: string; final?: boolean };
 
+/** A submit answered: its latency, also among the warm ones if it was sent after the warm-up. */
+function submitted(seen: Seen, context: Ctx): number {
+  const ms = performance.now() - context.t0!;
+  seen.submitMs.push(ms);
+  if (context.t0! >= seen.warmFromMs) seen.warmSubmitMs.push(ms);
+  return ms;
+}
+
 function classicTarget(port: number, s: Scenario) {
   return (seen: Seen, next: () => number): Target => ({
     url: `http://127.0.0.1:${port}`,
@@ -282,9 +315,7 @@ function classicTarget(port: number, s: Scenario) {
           return { ...req, body: JSON.stringify({ ...m, amount: m.amount.toString() }) };
         },
         onResponse: (status, body, context: Ctx) => {
-          const ms = performance.now() - context.t0!;
-          seen.submitMs.push(ms);
-          seen.finalMs.push(ms);
+          seen.finalMs.push(submitted(seen, context));
           const outcome =
             status === 200 ? (JSON.parse(body) as { outcome: string }).outcome : 'error';
           seen.outcomes.set(context.i!, outcome);
@@ -339,7 +370,7 @@ function ledgerlineTarget(port: number, s: Scenario, ids: readonly string[], key
             };
           },
           onResponse: (status, body, context: Ctx) => {
-            seen.submitMs.push(performance.now() - context.t0!);
+            submitted(seen, context);
             if (status === 202 || status === 200) {
               const t = JSON.parse(body) as { id: string; status: string; failure_code: string };
               context.id = t.id;
@@ -425,6 +456,13 @@ function record(
     p50_ms: percentile(submit, 50),
     p99_ms: percentile(submit, 99),
     p99_final_ms: percentile(finals, 99),
+    p99_after_warmup_ms:
+      seen.warmSubmitMs.length === 0
+        ? null
+        : percentile(
+            [...seen.warmSubmitMs].sort((a, b) => a - b),
+            99,
+          ),
     money_drift: drift.toString(),
     double_spends: doubles,
     correct: absDrift === 0n && extra.outcomesMatch && (doubles ?? 0) === 0,

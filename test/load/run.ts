@@ -113,6 +113,7 @@ function table(records: readonly LabRecord[]) {
     'p50 ms': r.p50_ms,
     'p99 ms': r.p99_ms,
     'p99 final ms': r.p99_final_ms,
+    'p99 after warm-up': r.p99_after_warmup_ms ?? '-',
     outcomes: Object.entries(r.outcomes)
       .map(([k, v]) => `${k} ${v}`)
       .join(', '),
