@@ -52,9 +52,10 @@ export type LabOptions = {
 };
 
 /**
- * Every strategy's server and Ledgerline's processes start cold just before their run, and all
- * the connections send at once: the first requests meet code not yet compiled and empty pools.
- * Their moves count for money and speed like any other; only the second p99 leaves them out.
+ * Every strategy's server and Ledgerline's processes start just before their run, and all the
+ * connections open and send at once: at 1,000 connections that first wave alone made the run's
+ * p99 (processes warmed beforehand or not). Its moves count for money and speed like any other;
+ * only the second p99 leaves them out.
  */
 export const WARMUP_MS_DEFAULT = 2_000;
 
