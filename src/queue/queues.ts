@@ -142,10 +142,10 @@ export class Dispatcher {
   }
 
   /**
-   * One envelope per partition touched (more only past ENVELOPE_LEGS_MAX), one addBulk per
-   * partition. Not atomic across partitions, which is fine: PostgreSQL is the record.
+   * One envelope per partition touched (more only past ENVELOPE_LEGS_MAX), added in one call per
+   * partition. Not atomic across partitions, which is fine: PostgreSQL is the record. `lifo`: to
+   * the front of each queue (a cancel, which must overtake what it cancels).
    */
-  /** `lifo`: to the front of each queue (a cancel, which must overtake what it cancels). */
   async enqueue(
     legs: readonly LegToEnqueue[],
     opts: { round?: string; lifo?: boolean } = {},
