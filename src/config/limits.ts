@@ -26,7 +26,7 @@ export const PAGE_SIZE_DEFAULT = 50;
 export const HOLDER_LENGTH_MAX = 200;
 export const DESCRIPTION_LENGTH_MAX = 500;
 
-/** Intake coalescing: requests that arrive in one tick share one INSERT and one addBulk. */
+/** Intake coalescing: requests that arrive together share one INSERT and one enqueue. */
 export const SUBMIT_BATCH_MAX = 500;
 /**
  * One flush at a time: what arrives while a flush is recorded waits for the next, so flushes grow

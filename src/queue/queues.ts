@@ -151,24 +151,25 @@ export class Dispatcher {
     opts: { round?: string; lifo?: boolean } = {},
   ): Promise<void> {
     if (legs.length === 0) return;
-    const job = (envelope: LegRef[]) => ({
-      name: ENVELOPE_JOB_NAME,
-      data: { legs: envelope },
-      opts: {
-        ...ENVELOPE_JOB_OPTIONS,
-        jobId: envelopeId(envelope, opts.round),
-        ...(opts.lifo ? { lifo: true } : {}),
-      },
-    });
     await Promise.all(
       [...packEnvelopes(legs)].map(([partition, envelopes]) => {
         const queue = this.queue(partition);
-        if (envelopes.length > 1) return queue.addBulk(envelopes.map(job));
-        // One envelope (the usual case): added by its script alone. addBulk builds an ioredis
-        // pipeline, which copies every BullMQ script onto itself: 2.8 % of the web's profile on a
-        // hot destination, where a flush adds one envelope to each of up to 16 queues.
-        const { name, data, opts: jobOpts } = job(envelopes[0]!);
-        return queue.add(name, data, jobOpts);
+        const jobs = envelopes.map((envelope) => ({
+          name: ENVELOPE_JOB_NAME,
+          data: { legs: envelope },
+          opts: {
+            ...ENVELOPE_JOB_OPTIONS,
+            jobId: envelopeId(envelope, opts.round),
+            ...(opts.lifo ? { lifo: true } : {}),
+          },
+        }));
+        // One envelope (the usual case) is added by its script alone: addBulk builds an ioredis
+        // pipeline, which copies every BullMQ script onto itself (2.8 % of the web's profile on a
+        // hot destination, where a flush adds one envelope to each of up to 16 queues).
+        const [only] = jobs;
+        return jobs.length === 1
+          ? queue.add(only!.name, only!.data, only!.opts)
+          : queue.addBulk(jobs);
       }),
     );
   }

@@ -150,7 +150,7 @@ export class Submitter {
 
   /**
    * Records the commands and enqueues their first legs. Concurrent calls that arrive in the same
-   * tick share one INSERT and one addBulk per partition (group commit). With `admit`, a call
+   * tick share one INSERT and one add per partition (group commit). With `admit`, a call
    * that would take the commands held past their bound, or name a partition whose backlog is at
    * its cap, throws OverloadedError at once, recording nothing.
    */

@@ -222,8 +222,7 @@ type Seen = {
   warmSubmitMs: number[];
   finalMs: number[];
   seconds: number;
-  /** When the drive started (performance.now()), and when its warm-up ends. */
-  startedMs: number;
+  /** When the drive's warm-up ends (performance.now()). */
   warmFromMs: number;
   /** Ledgerline: the transfer id each move was given. */
   ids: Map<number, string>;
@@ -248,7 +247,6 @@ async function drive(
     warmSubmitMs: [],
     finalMs: [],
     seconds: 0,
-    startedMs: started,
     warmFromMs: started + (opts.warmupMs ?? WARMUP_MS_DEFAULT),
     ids: new Map(),
   };
