@@ -94,6 +94,11 @@ it('double-spend: only unsafe lets both 4,000.00 withdrawals from 5,000.00 throu
       expect(r.outcomes.ok).toBe(base.doubleSpendPairs);
     }
   }
+  // Withdrawals, not transfers: the web's own count covers every money-movement route.
+  const ledgerline = run.find((r) => r.strategy === 'ledgerline')!;
+  const [, within, served] = /^(\d+) of (\d+) \(/.exec(ledgerline.web_within_1s ?? '') ?? [];
+  expect(Number(served)).toBe(base.doubleSpendPairs * 2);
+  expect(Number(within)).toBeLessThanOrEqual(Number(served));
 });
 
 it('the chart is an SVG with every strategy of the run in it', async () => {
