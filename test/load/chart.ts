@@ -12,10 +12,15 @@ export async function chartSvg(records: readonly LabRecord[], title: string): Pr
     p99: r.p99_final_ms,
     exact: r.correct ? 'money exact' : 'money WRONG',
   }));
-  const bars = (field: string, axisTitle: string, scale: 'linear' | 'log') => ({
+  // Throughput as bars from zero; latency as dots on a log scale, since a bar needs a zero
+  // baseline that a log scale does not have (Vega-Lite then draws every bar 0 px high).
+  const panel = (field: string, axisTitle: string, scale: 'linear' | 'log') => ({
     width: 110,
     height: 220,
-    mark: { type: 'bar' as const, tooltip: true },
+    mark:
+      scale === 'log'
+        ? { type: 'point' as const, filled: true, size: 90, tooltip: true }
+        : { type: 'bar' as const, tooltip: true },
     encoding: {
       column: { field: 'scenario', type: 'nominal' as const, title: null },
       x: { field: 'strategy', type: 'nominal' as const, title: null, axis: { labelAngle: -45 } },
@@ -35,8 +40,8 @@ export async function chartSvg(records: readonly LabRecord[], title: string): Pr
     title,
     data: { values },
     vconcat: [
-      bars('completed', 'completed transfers / s (higher is better)', 'linear'),
-      bars('p99', 'p99 submit → final, ms (log; lower is better)', 'log'),
+      panel('completed', 'completed transfers / s (higher is better)', 'linear'),
+      panel('p99', 'p99 submit → final, ms (log; lower is better)', 'log'),
     ],
     config: { font: 'sans-serif' },
   };

@@ -106,4 +106,16 @@ it('the chart is an SVG with every strategy of the run in it', async () => {
   expect(svg.startsWith('<svg')).toBe(true);
   for (const s of STRATEGIES) expect(svg).toContain(s);
   expect(svg).toContain('money exact');
+  // Every record's p99 is drawn inside its panel (220 px high), higher on the page when slower.
+  const dots = [
+    ...svg.matchAll(
+      /aria-label="strategy: [^;]+; p99[^:]*: ([0-9.,]+);[^"]*"[^>]*aria-roledescription="point" transform="translate\([^,]+,([^)]+)\)"/g,
+    ),
+  ].map((m) => ({ ms: Number(m[1]!.replaceAll(',', '')), y: Number(m[2]) }));
+  expect(dots).toHaveLength(records.length);
+  for (const d of dots) expect(d.y).toBeGreaterThanOrEqual(0);
+  for (const d of dots) expect(d.y).toBeLessThanOrEqual(220);
+  const slowest = dots.reduce((a, b) => (b.ms > a.ms ? b : a));
+  const fastest = dots.reduce((a, b) => (b.ms < a.ms ? b : a));
+  if (slowest.ms > fastest.ms) expect(slowest.y).toBeLessThan(fastest.y);
 });
