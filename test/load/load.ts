@@ -95,7 +95,7 @@ export type LabRecord = {
 /** DESIGN.md's bound for the hot account's p99 submit at 1,000 connections. */
 export const SUBMIT_BOUND_S = 1;
 
-/** The routes the lab sends money movements to: transfers, and withdrawals (double-spend). */
+/** The money-movement routes: the lab sends transfers, and withdrawals (double-spend). */
 const MOVEMENT_ROUTES = ['/v1/transfers', '/v1/withdrawals', '/v1/deposits'];
 
 /**
