@@ -1,5 +1,6 @@
 // Prometheus metrics for the web process: requests, latencies, submissions and queue depths.
 import type { MiddlewareHandler } from 'hono';
+import { routePath } from 'hono/route';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Dispatcher } from '../queue/queues';
 
@@ -59,7 +60,7 @@ export function createMetrics(opts: { dispatcher: Dispatcher; partitions: number
     const startedMs = performance.now();
     await next();
     const method = c.req.method;
-    const route = c.req.routePath || 'unmatched';
+    const route = routePath(c) || 'unmatched';
     const key = `${method} ${route}`;
     let d = durationOf.get(key);
     if (!d) durationOf.set(key, (d = duration.labels({ method, route })));

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { createRoute, z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
+import { routePath } from 'hono/route';
 import type pg from 'pg';
 import { PAGE_SIZE_DEFAULT } from '../config/limits';
 import { requireScope, type AuthEnv } from '../http/auth';
@@ -42,7 +43,7 @@ export function auditTrail(log: AuditLog): MiddlewareHandler<AuthEnv> {
     await next();
     if (c.req.method === 'GET' || c.req.method === 'HEAD') return;
     const status = c.res.status;
-    const action = ACTIONS[`${c.req.method} ${c.req.routePath}`];
+    const action = ACTIONS[`${c.req.method} ${routePath(c)}`];
     if (!action || status === 429 || status === 503) return;
     const targetId = c.get('auditTarget') ?? c.req.param('id') ?? null;
     log.record({
