@@ -69,7 +69,7 @@ export function createApp(deps: HttpDeps) {
     return c.json({ ok, postgres, redis }, ok ? 200 : 503);
   });
   app.get('/metrics', async (c) =>
-    c.text(await deps.metrics.registry.metrics(), 200, {
+    c.text(await deps.metrics.render(), 200, {
       'Content-Type': deps.metrics.registry.contentType,
     }),
   );

@@ -13,7 +13,6 @@ import {
 } from '../config/limits';
 import { requireScope, type AuthEnv } from '../http/auth';
 import { ApiError } from '../http/problem';
-import type { Counter } from 'prom-client';
 import type { RedisConnection } from '../queue/queues';
 import type pg from 'pg';
 import type { Config } from '../config/env';
@@ -52,7 +51,8 @@ export type TransfersDeps = {
   submitter: Submitter;
   waiter: TransferWaiter;
   reader: TransferReader;
-  submissions: Counter<'type' | 'result'>;
+  /** Counts each submission by its type and result (the web's metrics). */
+  submissions: { inc(labels: { type: string; result: string }): void };
 };
 
 const PRINTABLE = /^[\x20-\x7e]+$/;
