@@ -87,7 +87,9 @@ export function deferredCounter<T extends string>(
   });
   return {
     inc(labels) {
-      const key = config.labelNames.map((name) => labels[name]).join('\u0000');
+      // Label values here are the code's own words (types, results, codes), never a NUL.
+      let key = '';
+      for (const name of config.labelNames) key += `${labels[name]}\u0000`;
       const p = pending.get(key);
       if (p) p.n += 1;
       else pending.set(key, { labels: { ...labels }, n: 1 });
