@@ -16,7 +16,7 @@ import { adminRouter, queueDashboard } from './admin.routes';
 import { authenticate, requireScope } from '../http/auth';
 import { readBody } from '../http/body';
 import { ApiError, problem, type ProblemCode } from '../http/problem';
-import { rateLimit } from '../http/rate-limit';
+import { RateLimiter, rateLimit } from '../http/rate-limit';
 import { newRouter } from '../http/router';
 import type { HttpDeps } from './deps';
 import { log } from '../shared/log';
@@ -35,10 +35,12 @@ const DOCS_ASSETS: Record<string, string> = {
 
 export function createApp(deps: HttpDeps) {
   const app = newRouter();
+  // The dashboard's pages and their many asset requests count against their own buckets.
+  const adminLimiter = new RateLimiter(deps.limiter.opts);
 
   app.use('*', deps.metrics.middleware);
   app.use('*', readBody({ maxBytes: BODY_BYTES_MAX }));
-  app.use('/v1/*', authenticate(deps.keys), auditTrail(deps.audit), rateLimit(deps.rateLimit));
+  app.use('/v1/*', authenticate(deps.keys), auditTrail(deps.audit), rateLimit(deps.limiter));
   // The dashboard's static files are the published package's own (scripts, styles, labels):
   // nothing secret, and some of the page's own requests for them carry no credentials.
   app.use(
@@ -46,7 +48,7 @@ export function createApp(deps: HttpDeps) {
     except(
       `${QUEUE_DASHBOARD_PATH}/static/*`,
       authenticate(deps.keys, { challenge: 'basic' }),
-      rateLimit(deps.rateLimit),
+      rateLimit(adminLimiter),
       requireScope('admin'),
     ),
   );
@@ -144,7 +146,11 @@ export function createApp(deps: HttpDeps) {
 }
 
 /** Answers that refuse a request at once, recording nothing: counted as admission refusals. */
-const REFUSALS: ReadonlySet<ProblemCode> = new Set(['overloaded', 'rate_limited', 'unavailable']);
+export const REFUSALS: ReadonlySet<ProblemCode> = new Set([
+  'overloaded',
+  'rate_limited',
+  'unavailable',
+]);
 
 const ROUTE_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
 

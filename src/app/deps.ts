@@ -4,6 +4,7 @@ import type { RedisConnection } from '../queue/queues';
 import type pg from 'pg';
 import type { Config } from '../config/env';
 import type { KeyStore } from '../http/auth';
+import type { RateLimiter } from '../http/rate-limit';
 import type { Dispatcher } from '../queue/queues';
 import type { Submitter } from '../transfers/submit';
 import type { Admission } from '../transfers/admission';
@@ -25,5 +26,6 @@ export type HttpDeps = {
   /** Account event streams this process holds open at most. */
   eventStreamsMax: number;
   metrics: Metrics;
-  rateLimit: { perSecond: number; burst: number };
+  /** The API's per-key rate limit, shared by the Hono routes and the money-movement lane. */
+  limiter: RateLimiter;
 };

@@ -60,7 +60,8 @@ export function createMetrics(opts: { dispatcher: Dispatcher; partitions: number
   };
   /** The exposition: the registry's metrics, then the requests'. */
   const render = async () => `${await registry.metrics()}\n${http.render()}`;
-  return { registry, render, middleware, submissions, refusals };
+  /** `requests` counts what is served outside Hono (the money-movement lane) as the middleware does. */
+  return { registry, render, middleware, submissions, refusals, requests: http };
 }
 
 /** What a request may do to a counter: count one, by its labels. */

@@ -18,7 +18,9 @@ import { Submitter } from '../transfers/submit';
 import { TransferReader } from '../transfers/transfers.repository';
 import { TransferWaiter } from '../transfers/transfer-waiter';
 import { createApp } from './app';
+import { MoneyLane } from './money-lane';
 import { KeyStore } from '../http/auth';
+import { RateLimiter } from '../http/rate-limit';
 import { createMetrics } from './metrics';
 import type { HttpDeps } from './deps';
 import { log } from '../shared/log';
@@ -26,6 +28,8 @@ import { log } from '../shared/log';
 export type WebProcess = {
   deps: HttpDeps;
   app: ReturnType<typeof createApp>;
+  /** Serves plain money movements ahead of `app` over HTTP (not through `app.request`). */
+  lane: MoneyLane;
   listen: (port: number) => Promise<number>;
   stop: () => Promise<void>;
 };
@@ -75,16 +79,22 @@ export async function createWebProcess(
     audit: new AuditLog(pool),
     eventStreamsMax: limits.eventStreamsMax ?? EVENT_STREAMS_MAX,
     metrics: createMetrics({ dispatcher, partitions: config.partitions }),
-    rateLimit: config.rateLimit,
+    limiter: new RateLimiter(config.rateLimit),
   };
   const app = createApp(deps);
+  const lane = new MoneyLane(deps);
   let server: ServerType | undefined;
 
   return {
     deps,
     app,
+    lane,
     listen: async (port) => {
-      const listening = await listenHttp(app.fetch, { port, hostname: config.host });
+      const listening = await listenHttp(app.fetch, {
+        port,
+        hostname: config.host,
+        ahead: (hono) => lane.listener(hono),
+      });
       server = listening.server;
       return listening.port;
     },

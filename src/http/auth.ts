@@ -46,6 +46,12 @@ export class KeyStore {
     this.adminHash = adminApiKey ? Buffer.from(hashSecret(adminApiKey), 'hex') : undefined;
   }
 
+  /** The key's principal if this process knows it now (no hashing, no I/O); else undefined. */
+  known(secret: string): Principal | undefined {
+    const cached = this.cache.get(secret);
+    return cached && cached.expiresAtMs > Date.now() ? (cached.principal ?? undefined) : undefined;
+  }
+
   async resolve(secret: string): Promise<Principal | null> {
     const now = Date.now();
     const cached = this.cache.get(secret);
@@ -69,7 +75,7 @@ export class KeyStore {
 }
 
 /** Reads the key from `Authorization: Bearer …` (or Basic with the key as password, for browsers). */
-function secretFrom(header: string | undefined): string | undefined {
+export function secretFrom(header: string | undefined): string | undefined {
   if (!header) return undefined;
   const [scheme, value] = header.split(' ', 2);
   if (!value) return undefined;
@@ -105,10 +111,13 @@ export function authenticate(
   };
 }
 
+export function hasScope(principal: Principal, scope: Scope): boolean {
+  return principal.scopes.has('admin') || principal.scopes.has(scope);
+}
+
 export function requireScope(scope: Scope): MiddlewareHandler<AuthEnv> {
   return async function requireScopeOf(c, next) {
-    const { scopes } = c.get('principal');
-    if (!scopes.has('admin') && !scopes.has(scope)) {
+    if (!hasScope(c.get('principal'), scope)) {
       throw new ApiError(403, 'forbidden', `this needs the ${scope} scope`);
     }
     await next();

@@ -11,7 +11,18 @@ function tooLarge(maxBytes: number): ApiError {
   return new ApiError(413, 'payload_too_large', `bodies are limited to ${maxBytes} bytes`);
 }
 
-function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<string> {
+/**
+ * Bodies read before Hono saw the request: the money-movement lane reads a body, and hands the
+ * request to Hono when anything about it is unusual (src/app/money-lane.ts).
+ */
+const readAlready = new WeakMap<IncomingMessage, string>();
+
+/** Hands Hono a request whose body has been read already: `readBody` takes this text. */
+export function bodyReadAlready(incoming: IncomingMessage, text: string): void {
+  readAlready.set(incoming, text);
+}
+
+export function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let bytes = 0;
@@ -104,8 +115,10 @@ export function readBody(opts: { maxBytes: number }): MiddlewareHandler {
     const declared = Number(c.req.header('content-length'));
     if (declared > maxBytes) throw tooLarge(maxBytes);
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-    let text: string;
-    if (incoming && typeof incoming.on === 'function' && !incoming.readableDidRead) {
+    let text: string | undefined = incoming && readAlready.get(incoming);
+    if (text !== undefined) {
+      // Read by the money-movement lane, within the same bound.
+    } else if (incoming && typeof incoming.on === 'function' && !incoming.readableDidRead) {
       text = await readIncoming(incoming, maxBytes);
     } else {
       // In process (app.request() in tests) there is no socket: read the web Request.

@@ -1,4 +1,5 @@
 // Serving the app over node:http with a listen backlog sized for flash crowds.
+import type { RequestListener } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createAdaptorServer, type ServerType } from '@hono/node-server';
 import { LISTEN_BACKLOG_CONNECTIONS } from '../config/limits';
@@ -11,9 +12,19 @@ import { LISTEN_BACKLOG_CONNECTIONS } from '../config/limits';
  */
 export function listenHttp(
   fetch: (request: Request) => Response | Promise<Response>,
-  opts: { port: number; hostname: string },
+  opts: {
+    port: number;
+    hostname: string;
+    /** Serves some requests itself before they reach `fetch` (the money-movement lane). */
+    ahead?: (next: RequestListener) => RequestListener;
+  },
 ): Promise<{ server: ServerType; port: number }> {
   const server = createAdaptorServer({ fetch, hostname: opts.hostname });
+  if (opts.ahead) {
+    const [hono] = server.listeners('request') as RequestListener[];
+    server.removeAllListeners('request');
+    server.on('request', opts.ahead(hono!));
+  }
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(

@@ -58,14 +58,26 @@ export function problem(
   detail?: string,
   issues?: ProblemIssue[],
 ): Response {
-  const body = {
+  return c.body(problemJson(c.req.path, status, code, detail, issues), status, {
+    'Content-Type': 'application/problem+json',
+  });
+}
+
+/** A problem's JSON text, for the request to `instance`. */
+export function problemJson(
+  instance: string,
+  status: number,
+  code: ProblemCode,
+  detail?: string,
+  issues?: ProblemIssue[],
+): string {
+  return JSON.stringify({
     type: `/problems/${code}`,
     title: TITLES[code],
     status,
     code,
     ...(detail ? { detail } : {}),
     ...(issues && issues.length > 0 ? { errors: issues } : {}),
-    instance: c.req.path,
-  };
-  return c.body(JSON.stringify(body), status, { 'Content-Type': 'application/problem+json' });
+    instance,
+  });
 }

@@ -39,6 +39,7 @@ import {
   TransferOut,
   WithdrawalBody,
   transferJson,
+  type TransferJson,
 } from './transfers.schemas';
 import { isFinal } from '../domain/transfer';
 import { log } from '../shared/log';
@@ -108,7 +109,11 @@ function moneyRoute<B extends z.ZodType>(
 }
 
 export function idempotencyKeyOf(c: Context): string {
-  const key = c.req.header('idempotency-key');
+  return checkedIdempotencyKey(c.req.header('idempotency-key'));
+}
+
+/** The Idempotency-Key header's value when it is one the API takes; else ApiError 400. */
+export function checkedIdempotencyKey(key: string | undefined): string {
   if (key === undefined || key === '') {
     throw new ApiError(
       400,
@@ -132,8 +137,7 @@ export function idempotencyKeyOf(c: Context): string {
  * promises to reject exponents and fractions, so the raw text is checked before the schema.
  */
 const rejectNonIntegerAmountLiterals: MiddlewareHandler<AuthEnv> = async (c, next) => {
-  const raw = await c.req.text();
-  if (/"amount"\s*:\s*-?[0-9]*(?:\.[0-9]*)?[eE.]/.test(raw)) {
+  if (hasNonIntegerAmountLiteral(await c.req.text())) {
     throw new ApiError(400, 'validation_failed', 'amount must be an integer of minor units', [
       { path: 'amount', message: 'no fractions or exponents' },
     ]);
@@ -141,7 +145,11 @@ const rejectNonIntegerAmountLiterals: MiddlewareHandler<AuthEnv> = async (c, nex
   await next();
 };
 
-function amountOf(deps: TransfersDeps, value: string | number): bigint {
+export function hasNonIntegerAmountLiteral(raw: string): boolean {
+  return /"amount"\s*:\s*-?[0-9]*(?:\.[0-9]*)?[eE.]/.test(raw);
+}
+
+function amountOf(deps: Pick<TransfersDeps, 'config'>, value: string | number): bigint {
   const parsed = parseAmount(value, deps.config.amountMinorMax);
   if (!parsed.ok) {
     throw new ApiError(
@@ -171,40 +179,72 @@ export function requireQueue(deps: { redis: RedisConnection }): void {
   }
 }
 
+/** What a money movement needs from the request that carries it, whoever serves it. */
+export type MovementRequest = {
+  /** The API key's id: the idempotency key's owner. */
+  keyId: string;
+  /** Checked already (`checkedIdempotencyKey`). */
+  idempotencyKey: string;
+  /** RFC 7240's `wait`, in seconds (`preferredWaitSeconds`); 0 answers at once. */
+  waitS: number;
+  /** Listens for the client hanging up before its answer; returns what stops listening. */
+  onClientGone: (gone: () => void) => () => void;
+};
+
+/** The answer to a money movement, before any framework writes it. */
+export type MovementAnswer = {
+  status: 200 | 202;
+  headers: Record<string, string>;
+  body: TransferJson;
+  /** The transfer the request recorded or replayed, for the audit trail. */
+  transferId: string;
+};
+
 /**
  * The answer to a recorded money movement: 202 pending (200 for a replay); asked with
  * `Prefer: wait=N`, held until the transfer is final (then 200) or N seconds have passed.
  */
-async function respond(
-  c: Context<AuthEnv>,
+async function answerTo(
   deps: TransfersDeps,
   type: string,
   result: SubmitResult,
-  /** Made before the command was recorded, for the id it was recorded under (see submitOne). */
+  request: Pick<MovementRequest, 'waitS' | 'onClientGone'>,
+  /** Made before the command was recorded, for the id it was recorded under (see moveMoney). */
   early?: Subscription,
-) {
+): Promise<MovementAnswer> {
   deps.submissions.inc({ type, result: result.kind });
   switch (result.kind) {
     case 'accepted':
     case 'replayed': {
       const headers: Record<string, string> = { Location: `/v1/transfers/${result.transfer.id}` };
       if (result.kind === 'replayed') headers['Idempotent-Replayed'] = 'true';
-      c.set('auditTarget', result.transfer.id);
       let transfer = result.transfer;
-      const waitS = preferredWaitSeconds(c.req.header('prefer'));
+      const { waitS } = request;
       if (waitS > 0) {
         headers['Preference-Applied'] = `wait=${waitS}`;
         if (!isFinal(transfer.status)) {
           const fresh = result.kind === 'accepted' && early?.id === transfer.id;
-          transfer = await untilFinal(c, deps, transfer.id, waitS, fresh ? early : undefined);
+          transfer = await untilFinal(
+            deps,
+            transfer.id,
+            waitS,
+            request.onClientGone,
+            fresh ? early : undefined,
+          );
         }
       }
       const status = result.kind === 'replayed' || isFinal(transfer.status) ? 200 : 202;
-      return c.json(transferJson(transfer), status, headers);
+      return { status, headers, body: transferJson(transfer), transferId: result.transfer.id };
     }
     case 'idempotency_key_reused':
       throw keyReused();
   }
+}
+
+/** Hono's answer for a money movement's: the audit trail's target, then the JSON. */
+function respond(c: Context<AuthEnv>, answer: MovementAnswer) {
+  c.set('auditTarget', answer.transferId);
+  return c.json(answer.body, answer.status, answer.headers);
 }
 
 /**
@@ -230,14 +270,14 @@ type Subscription = ReturnType<TransferWaiter['subscribe']> & { id: string };
  * read first: it was pending when recorded, and no notification since can have been missed.
  */
 async function untilFinal(
-  c: Context,
-  deps: TransfersDeps,
+  deps: Pick<TransfersDeps, 'waiter' | 'reader'>,
   id: string,
   waitS: number,
+  onGone: MovementRequest['onClientGone'],
   subscribed?: Subscription,
 ): Promise<Transfer> {
   const sub = subscribed ?? deps.waiter.subscribe(id.toLowerCase(), waitS * 1000);
-  const stopWaiting = onClientGone(c, () => sub.cancel());
+  const stopWaiting = onGone(() => sub.cancel());
   try {
     if (!subscribed) {
       const transfer = await findTransfer(deps, id);
@@ -261,14 +301,14 @@ function keyReused(): ApiError {
 
 /** One command through the intake; what it cannot record becomes 503, as the contract says. */
 async function record(
-  c: Context<AuthEnv>,
   deps: TransfersDeps,
   command: Omit<Command, 'idempotencyScope' | 'idempotencyKey'>,
+  keyId: string,
   idempotencyKey: string,
 ): Promise<SubmitResult> {
   try {
     const [result] = await deps.submitter.submit(
-      [{ ...command, idempotencyScope: c.get('principal').keyId, idempotencyKey }],
+      [{ ...command, idempotencyScope: keyId, idempotencyKey }],
       { admit: true },
     );
     return result!;
@@ -278,25 +318,43 @@ async function record(
   }
 }
 
-async function submitOne(
-  c: Context<AuthEnv>,
+/** A deposit, withdrawal or transfer as the intake records it, built from its checked body. */
+export type MovementCommand = Omit<Command, 'idempotencyScope' | 'idempotencyKey'>;
+
+/**
+ * Records one money movement and answers it: the whole of a deposit, withdrawal or transfer
+ * after its body and headers are checked. Both the Hono routes and the web's money-movement
+ * lane (src/app/money-lane.ts) call it, so the two answer alike.
+ */
+export async function moveMoney(
   deps: TransfersDeps,
-  command: Omit<Command, 'idempotencyScope' | 'idempotencyKey'>,
-) {
-  const idempotencyKey = idempotencyKeyOf(c);
+  command: MovementCommand,
+  request: MovementRequest,
+): Promise<MovementAnswer> {
   requireQueue(deps);
   // Asked to wait, the request listens for its transfer's end before recording it, under an id
   // chosen here: one read (of the final transfer) instead of two. A replay answers with the
   // first request's transfer and reads as usual.
-  const waitS = preferredWaitSeconds(c.req.header('prefer'));
+  const { waitS } = request;
   const id = newTransferId();
   const early = waitS > 0 ? { ...deps.waiter.subscribe(id, waitS * 1000), id } : undefined;
   try {
-    const result = await record(c, deps, { ...command, id }, idempotencyKey);
-    return await respond(c, deps, command.type, result, early);
+    const result = await record(deps, { ...command, id }, request.keyId, request.idempotencyKey);
+    return await answerTo(deps, command.type, result, request, early);
   } finally {
     early?.cancel();
   }
+}
+
+async function submitOne(c: Context<AuthEnv>, deps: TransfersDeps, command: MovementCommand) {
+  const idempotencyKey = idempotencyKeyOf(c);
+  const answer = await moveMoney(deps, command, {
+    keyId: c.get('principal').keyId,
+    idempotencyKey,
+    waitS: preferredWaitSeconds(c.req.header('prefer')),
+    onClientGone: (gone) => onClientGone(c, gone),
+  });
+  return respond(c, answer);
 }
 
 /**
@@ -314,7 +372,7 @@ async function submitCommand(
     c.req.header('idempotency-key') === undefined
       ? `${command.type}:${randomUUID()}`
       : idempotencyKeyOf(c);
-  const result = await record(c, deps, command, idempotencyKey);
+  const result = await record(deps, command, c.get('principal').keyId, idempotencyKey);
   deps.submissions.inc({ type: command.type, result: result.kind });
   if (result.kind === 'idempotency_key_reused') throw keyReused();
   return result.transfer.id;
@@ -355,43 +413,40 @@ function unavailable(err: unknown): unknown {
   );
 }
 
-export function transfersRouter(deps: TransfersDeps) {
-  const r = newRouter();
+type Movement<B extends z.ZodType> = {
+  body: B;
+  /** The command a checked body asks for; ApiError for what the schema alone cannot say. */
+  command: (deps: Pick<TransfersDeps, 'config'>, b: z.infer<B>) => MovementCommand;
+};
+const movement = <B extends z.ZodType>(m: Movement<B>) => m;
 
-  r.openapi(
-    moneyRoute(r, '/v1/deposits', 'Deposit money into an account', DepositBody),
-    async (c) => {
-      const b = c.req.valid('json');
-      return submitOne(c, deps, {
-        type: 'deposit',
-        fromAccountId: null,
-        toAccountId: b.account_id.toLowerCase(),
-        amountMinor: amountOf(deps, b.amount),
-        currency: b.currency,
-        expiresAt: expiresAtOf(b.expires_at),
-      });
-    },
-  );
-
-  r.openapi(
-    moneyRoute(r, '/v1/withdrawals', 'Withdraw money from an account', WithdrawalBody),
-    async (c) => {
-      const b = c.req.valid('json');
-      return submitOne(c, deps, {
-        type: 'withdrawal',
-        fromAccountId: b.account_id.toLowerCase(),
-        toAccountId: null,
-        amountMinor: amountOf(deps, b.amount),
-        currency: b.currency,
-        expiresAt: expiresAtOf(b.expires_at),
-      });
-    },
-  );
-
-  r.openapi(
-    moneyRoute(r, '/v1/transfers', 'Transfer money between two accounts', TransferBody),
-    async (c) => {
-      const b = c.req.valid('json');
+/** The three money movements by path: their bodies and the commands they make. */
+export const MOVEMENTS = {
+  '/v1/deposits': movement({
+    body: DepositBody,
+    command: (deps, b) => ({
+      type: 'deposit',
+      fromAccountId: null,
+      toAccountId: b.account_id.toLowerCase(),
+      amountMinor: amountOf(deps, b.amount),
+      currency: b.currency,
+      expiresAt: expiresAtOf(b.expires_at),
+    }),
+  }),
+  '/v1/withdrawals': movement({
+    body: WithdrawalBody,
+    command: (deps, b) => ({
+      type: 'withdrawal',
+      fromAccountId: b.account_id.toLowerCase(),
+      toAccountId: null,
+      amountMinor: amountOf(deps, b.amount),
+      currency: b.currency,
+      expiresAt: expiresAtOf(b.expires_at),
+    }),
+  }),
+  '/v1/transfers': movement({
+    body: TransferBody,
+    command: (deps, b) => {
       const from = b.from_account_id.toLowerCase();
       const to = b.to_account_id.toLowerCase();
       if (from === to) {
@@ -402,7 +457,7 @@ export function transfersRouter(deps: TransfersDeps) {
           [{ path: 'to_account_id', message: 'must differ from from_account_id' }],
         );
       }
-      return submitOne(c, deps, {
+      return {
         type: 'transfer',
         fromAccountId: from,
         toAccountId: to,
@@ -410,8 +465,38 @@ export function transfersRouter(deps: TransfersDeps) {
         currency: b.currency,
         description: b.description ?? null,
         expiresAt: expiresAtOf(b.expires_at),
-      });
+      };
     },
+  }),
+};
+
+export function transfersRouter(deps: TransfersDeps) {
+  const r = newRouter();
+
+  r.openapi(
+    moneyRoute(r, '/v1/deposits', 'Deposit money into an account', MOVEMENTS['/v1/deposits'].body),
+    async (c) => submitOne(c, deps, MOVEMENTS['/v1/deposits'].command(deps, c.req.valid('json'))),
+  );
+
+  r.openapi(
+    moneyRoute(
+      r,
+      '/v1/withdrawals',
+      'Withdraw money from an account',
+      MOVEMENTS['/v1/withdrawals'].body,
+    ),
+    async (c) =>
+      submitOne(c, deps, MOVEMENTS['/v1/withdrawals'].command(deps, c.req.valid('json'))),
+  );
+
+  r.openapi(
+    moneyRoute(
+      r,
+      '/v1/transfers',
+      'Transfer money between two accounts',
+      MOVEMENTS['/v1/transfers'].body,
+    ),
+    async (c) => submitOne(c, deps, MOVEMENTS['/v1/transfers'].command(deps, c.req.valid('json'))),
   );
 
   const reversal = createRoute({
@@ -453,7 +538,11 @@ export function transfersRouter(deps: TransfersDeps) {
     if (result.kind === 'not_found') throw new ApiError(404, 'not_found', 'no such transfer');
     if (result.kind === 'not_reversible')
       throw new ApiError(422, 'validation_failed', result.detail);
-    return respond(c, deps, 'reversal', result);
+    const answer = await answerTo(deps, 'reversal', result, {
+      waitS: preferredWaitSeconds(c.req.header('prefer')),
+      onClientGone: (gone) => onClientGone(c, gone),
+    });
+    return respond(c, answer);
   });
 
   const get = createRoute({
@@ -562,7 +651,9 @@ export function transfersRouter(deps: TransfersDeps) {
       currency: account.currency,
     });
     c.set('auditTarget', id);
-    const command = await untilFinal(c, deps, commandId, CLOSE_WAIT_SECONDS);
+    const command = await untilFinal(deps, commandId, CLOSE_WAIT_SECONDS, (gone) =>
+      onClientGone(c, gone),
+    );
     if (!isFinal(command.status)) {
       return c.json(transferJson(command), 202, { Location: `/v1/transfers/${commandId}` });
     }
@@ -582,7 +673,9 @@ export function transfersRouter(deps: TransfersDeps) {
   r.openapi(get, async (c) => {
     const { id } = c.req.valid('param');
     const { wait } = c.req.valid('query');
-    const transfer = wait ? await untilFinal(c, deps, id, wait) : await findTransfer(deps, id);
+    const transfer = wait
+      ? await untilFinal(deps, id, wait, (gone) => onClientGone(c, gone))
+      : await findTransfer(deps, id);
     return c.json(transferJson(transfer), 200);
   });
 
@@ -607,7 +700,7 @@ function onClientGone(c: Context, gone: () => void): () => void {
   return () => signal.removeEventListener('abort', gone);
 }
 
-async function findTransfer(deps: TransfersDeps, id: string): Promise<Transfer> {
+async function findTransfer(deps: Pick<TransfersDeps, 'reader'>, id: string): Promise<Transfer> {
   const t = await deps.reader.get(id);
   if (!t) throw new ApiError(404, 'not_found', 'no such transfer');
   return t;

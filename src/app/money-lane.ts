@@ -1,0 +1,184 @@
+// The money-movement lane: a deposit, withdrawal or transfer with nothing unusual about it is
+// served straight from Node's request, without Hono's per-request machinery; everything else,
+// and every request the lane would refuse, goes on to Hono with the body it read.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { auditedAction, requestIdOf } from '../audit/audit.routes';
+import { BODY_BYTES_MAX } from '../config/limits';
+import { hasScope, secretFrom } from '../http/auth';
+import { bodyReadAlready, readIncoming, repeatedKey } from '../http/body';
+import { ApiError, problemJson } from '../http/problem';
+import {
+  MOVEMENTS,
+  checkedIdempotencyKey,
+  hasNonIntegerAmountLiteral,
+  moveMoney,
+  preferredWaitSeconds,
+  type MovementAnswer,
+  type MovementCommand,
+  type TransfersDeps,
+} from '../transfers/transfers.routes';
+import { log } from '../shared/log';
+import { REFUSALS } from './app';
+import type { HttpDeps } from './deps';
+
+type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** The only bodies the lane reads; any other Content-Type goes to Hono, which says what it takes. */
+const JSON_CONTENT_TYPE = /^application\/json(?:;\s*charset=utf-8)?$/i;
+
+/**
+ * Hono spends about a third of the web's CPU on a money movement (its context, router, validator,
+ * middleware chain and web Response; measured in docs/performance.md), so the three routes the
+ * flash traffic hits are served here when the request is one the Hono routes would accept:
+ * a known key (cached, no I/O) with the scope, a JSON body that passes the same checks and
+ * schema, an Idempotency-Key, Redis up, and a token in the key's bucket. The answer is made by
+ * the same `moveMoney` the Hono routes call, and counted in the same metrics, audit trail and
+ * rate limit. A request that fails any of those checks is handed to Hono as it came (its body
+ * included), so every refusal, error and header of the contract has one implementation.
+ */
+export class MoneyLane {
+  /** Requests the lane answered itself (the rest went on to Hono). */
+  served = 0;
+
+  private readonly movements: TransfersDeps;
+
+  constructor(private readonly deps: HttpDeps) {
+    this.movements = { ...deps, submissions: deps.metrics.submissions };
+  }
+
+  /** The request listener: the lane's routes here, everything else to `next` (Hono). */
+  listener(next: Listener): Listener {
+    return (req, res) => {
+      const path = req.method === 'POST' ? req.url : undefined;
+      if (path !== '/v1/deposits' && path !== '/v1/withdrawals' && path !== '/v1/transfers') {
+        return next(req, res);
+      }
+      const declared = Number(req.headers['content-length']);
+      const type = req.headers['content-type'];
+      if (!(declared > 0 && declared <= BODY_BYTES_MAX) || !type || !JSON_CONTENT_TYPE.test(type)) {
+        return next(req, res);
+      }
+      const startedMs = performance.now();
+      readIncoming(req, BODY_BYTES_MAX).then(
+        (text) => {
+          const admitted = this.admit(req, path, text);
+          if (!admitted) {
+            bodyReadAlready(req, text);
+            return next(req, res);
+          }
+          this.served += 1;
+          void this.serve(req, res, path, admitted, startedMs);
+        },
+        // Node's parser holds a body to its Content-Length, so this is a broken connection.
+        () => res.destroy(),
+      );
+    };
+  }
+
+  /** The request as the Hono route would record it, or undefined to let Hono answer it. */
+  private admit(
+    req: IncomingMessage,
+    path: keyof typeof MOVEMENTS,
+    text: string,
+  ): { keyId: string; idempotencyKey: string; command: MovementCommand } | undefined {
+    const secret = secretFrom(req.headers.authorization);
+    const principal = secret === undefined ? undefined : this.deps.keys.known(secret);
+    if (!principal || !hasScope(principal, 'transfers:write')) return undefined;
+    if (repeatedKey(text) !== undefined || hasNonIntegerAmountLiteral(text)) return undefined;
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+    const movement = MOVEMENTS[path];
+    const parsed = movement.body.safeParse(body);
+    if (!parsed.success) return undefined;
+    let command: MovementCommand;
+    let idempotencyKey: string;
+    try {
+      // The casts: the three schemas differ, and `parsed` is the one `movement` asks for.
+      command = (movement.command as (d: HttpDeps, b: unknown) => MovementCommand)(
+        this.deps,
+        parsed.data,
+      );
+      const header = req.headers['idempotency-key'];
+      idempotencyKey = checkedIdempotencyKey(typeof header === 'string' ? header : undefined);
+    } catch {
+      return undefined;
+    }
+    if (this.deps.redis.status !== 'ready') return undefined;
+    // Last, so that a request handed on has not used a token: Hono's rate limit takes its own.
+    if (this.deps.limiter.take(principal.keyId) !== undefined) return undefined;
+    return { keyId: principal.keyId, idempotencyKey, command };
+  }
+
+  private async serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    admitted: { keyId: string; idempotencyKey: string; command: MovementCommand },
+    startedMs: number,
+  ): Promise<void> {
+    const { deps } = this;
+    const requestId = requestIdOf(headerOf(req, 'x-request-id'));
+    let status: number;
+    let headers: Record<string, string>;
+    let body: string;
+    let transferId: string | null = null;
+    try {
+      const answer: MovementAnswer = await moveMoney(this.movements, admitted.command, {
+        keyId: admitted.keyId,
+        idempotencyKey: admitted.idempotencyKey,
+        waitS: preferredWaitSeconds(headerOf(req, 'prefer')),
+        onClientGone: (gone) => {
+          const onClose = () => {
+            if (!res.writableFinished) gone();
+          };
+          res.once('close', onClose);
+          return () => res.off('close', onClose);
+        },
+      });
+      status = answer.status;
+      transferId = answer.transferId;
+      headers = { 'content-type': 'application/json' };
+      for (const [name, value] of Object.entries(answer.headers))
+        headers[name.toLowerCase()] = value;
+      body = JSON.stringify(answer.body);
+    } catch (err) {
+      // As the app's error handler answers what a route throws.
+      const known = err instanceof ApiError;
+      if (!known) log.error({ err, method: 'POST', path }, 'unhandled error');
+      const e = known ? err : new ApiError(500, 'internal_error');
+      if (REFUSALS.has(e.code)) deps.metrics.refusals.inc({ code: e.code });
+      status = e.status;
+      headers = { 'content-type': 'application/problem+json' };
+      for (const [name, value] of Object.entries(e.headers ?? {}))
+        headers[name.toLowerCase()] = value;
+      body = problemJson(path, e.status, e.code, e.detail, e.issues);
+    }
+    headers['x-request-id'] = requestId;
+    // A length, as Hono's adapter gives it, not a chunked answer.
+    headers['content-length'] = String(Buffer.byteLength(body));
+    if (!res.destroyed) {
+      res.writeHead(status, headers);
+      res.end(body);
+    }
+    const action = auditedAction('POST', path, status);
+    if (action) {
+      deps.audit.record({
+        apiKeyId: admitted.keyId,
+        action,
+        targetId: transferId,
+        requestId,
+        status,
+      });
+    }
+    deps.metrics.requests.observe('POST', path, status, (performance.now() - startedMs) / 1000);
+  }
+}
+
+function headerOf(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return typeof value === 'string' ? value : undefined;
+}
