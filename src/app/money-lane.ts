@@ -61,13 +61,25 @@ export class MoneyLane {
       const startedMs = performance.now();
       readIncoming(req, BODY_BYTES_MAX).then(
         (text) => {
-          const admitted = this.admit(req, path, text);
+          let admitted: ReturnType<MoneyLane['admit']>;
+          try {
+            admitted = this.admit(req, path, text);
+          } catch (err) {
+            // A check that throws is a bug; the routes answer the request, as without the lane.
+            log.error({ err, method: 'POST', path }, 'money lane: a check threw');
+            admitted = undefined;
+          }
           if (!admitted) {
             bodyReadAlready(req, text);
             return next(req, res);
           }
           this.served += 1;
-          void this.serve(req, res, path, admitted, startedMs);
+          this.serve(req, res, path, admitted, startedMs).catch((err: unknown) => {
+            // Nothing the answer holds can make Node refuse to write it; if it ever does, the
+            // client sees a closed connection (and retries with its key), not a hung one.
+            log.error({ err, method: 'POST', path }, 'money lane: the answer was not written');
+            res.destroy();
+          });
         },
         // Node's parser holds a body to its Content-Length, so this is a broken connection.
         () => res.destroy(),

@@ -18,6 +18,14 @@ afterAll(async () => {
 
 type Answer = Awaited<ReturnType<Call>>;
 
+/** `first` half the time, else one of `others`. */
+function usually<T>(first: T, ...others: T[]) {
+  return fc.oneof(
+    { arbitrary: fc.constant(first), weight: 1 },
+    { arbitrary: fc.constantFrom(...others), weight: 1 },
+  );
+}
+
 /** Headers that differ per connection or per request whoever answers. */
 const TRANSPORT = new Set(['date', 'connection', 'keep-alive', 'content-length']);
 
@@ -98,9 +106,10 @@ describe('the money-movement lane', () => {
       fc.asyncProperty(
         fc.constantFrom(...(Object.keys(bodies) as (keyof typeof bodies)[])),
         fc.nat(),
-        fc.constantFrom(...Object.keys(flaws)),
-        fc.constantFrom('admin', 'reader', 'unknown', 'none'),
-        fc.constantFrom('fresh', 'missing', 'tooLong', 'unprintable'),
+        // About one request in ten is plain (what the lane answers itself), the rest flawed.
+        usually('none', ...Object.keys(flaws).filter((f) => f !== 'none')),
+        usually('admin', 'reader', 'unknown', 'none'),
+        usually('fresh', 'missing', 'tooLong', 'unprintable'),
         fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain'),
         fc.constantFrom(undefined, 'wait=0', 'wait=abc', 'respond-async'),
         fc.constantFrom(undefined, 'client-request-1', 'bad id with spaces'),
