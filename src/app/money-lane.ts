@@ -150,9 +150,11 @@ export class MoneyLane {
           res.once('close', onClose);
           return () => res.off('close', onClose);
         },
+        onRecorded: (id) => {
+          transferId = id;
+        },
       });
       status = answer.status;
-      transferId = answer.transferId;
       headers = { 'content-type': 'application/json' };
       for (const [name, value] of Object.entries(answer.headers))
         headers[name.toLowerCase()] = value;

@@ -189,6 +189,11 @@ export type MovementRequest = {
   waitS: number;
   /** Listens for the client hanging up before its answer; returns what stops listening. */
   onClientGone: (gone: () => void) => () => void;
+  /**
+   * Told the transfer's id once it is recorded (or found, for a replay), before any wait: the
+   * audit trail's target, even if the answer then fails.
+   */
+  onRecorded: (transferId: string) => void;
 };
 
 /** The answer to a money movement, before any framework writes it. */
@@ -196,8 +201,6 @@ export type MovementAnswer = {
   status: 200 | 202;
   headers: Record<string, string>;
   body: TransferJson;
-  /** The transfer the request recorded or replayed, for the audit trail. */
-  transferId: string;
 };
 
 /**
@@ -208,7 +211,7 @@ async function answerTo(
   deps: TransfersDeps,
   type: string,
   result: SubmitResult,
-  request: Pick<MovementRequest, 'waitS' | 'onClientGone'>,
+  request: Pick<MovementRequest, 'waitS' | 'onClientGone' | 'onRecorded'>,
   /** Made before the command was recorded, for the id it was recorded under (see moveMoney). */
   early?: Subscription,
 ): Promise<MovementAnswer> {
@@ -218,6 +221,7 @@ async function answerTo(
     case 'replayed': {
       const headers: Record<string, string> = { Location: `/v1/transfers/${result.transfer.id}` };
       if (result.kind === 'replayed') headers['Idempotent-Replayed'] = 'true';
+      request.onRecorded(result.transfer.id);
       let transfer = result.transfer;
       const { waitS } = request;
       if (waitS > 0) {
@@ -234,16 +238,23 @@ async function answerTo(
         }
       }
       const status = result.kind === 'replayed' || isFinal(transfer.status) ? 200 : 202;
-      return { status, headers, body: transferJson(transfer), transferId: result.transfer.id };
+      return { status, headers, body: transferJson(transfer) };
     }
     case 'idempotency_key_reused':
       throw keyReused();
   }
 }
 
-/** Hono's answer for a money movement's: the audit trail's target, then the JSON. */
+/** What a Hono route tells `moveMoney` and `answerTo` of its request, besides its key. */
+function honoRequest(c: Context<AuthEnv>) {
+  return {
+    waitS: preferredWaitSeconds(c.req.header('prefer')),
+    onClientGone: (gone: () => void) => onClientGone(c, gone),
+    onRecorded: (transferId: string) => c.set('auditTarget', transferId),
+  };
+}
+
 function respond(c: Context<AuthEnv>, answer: MovementAnswer) {
-  c.set('auditTarget', answer.transferId);
   return c.json(answer.body, answer.status, answer.headers);
 }
 
@@ -351,8 +362,7 @@ async function submitOne(c: Context<AuthEnv>, deps: TransfersDeps, command: Move
   const answer = await moveMoney(deps, command, {
     keyId: c.get('principal').keyId,
     idempotencyKey,
-    waitS: preferredWaitSeconds(c.req.header('prefer')),
-    onClientGone: (gone) => onClientGone(c, gone),
+    ...honoRequest(c),
   });
   return respond(c, answer);
 }
@@ -538,10 +548,7 @@ export function transfersRouter(deps: TransfersDeps) {
     if (result.kind === 'not_found') throw new ApiError(404, 'not_found', 'no such transfer');
     if (result.kind === 'not_reversible')
       throw new ApiError(422, 'validation_failed', result.detail);
-    const answer = await answerTo(deps, 'reversal', result, {
-      waitS: preferredWaitSeconds(c.req.header('prefer')),
-      onClientGone: (gone) => onClientGone(c, gone),
-    });
+    const answer = await answerTo(deps, 'reversal', result, honoRequest(c));
     return respond(c, answer);
   });
 
