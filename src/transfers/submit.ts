@@ -1,6 +1,6 @@
 // Durable submission: commands become `accepted` transfer rows in one multi-row INSERT, commit,
 // and only then go onto the queues. A submission is durable once it returns.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { newTransferId } from '../domain/ids';
 import type pg from 'pg';
 import {
@@ -96,7 +96,7 @@ export function requestHash(c: Command): string {
       ...(c.cancelsTransferId ? [{ cancels: c.cancelsTransferId }] : []),
       ...(c.expiresAt ? [{ expires_at: c.expiresAt.toISOString() }] : []),
     ]);
-  return createHash('sha256').update(canonical).digest('hex');
+  return hash('sha256', canonical);
 }
 
 /** A command with the partitions its legs run on, worked out once when it is submitted. */

@@ -22,6 +22,20 @@ it('is pinned: a change to the hash would move every account to another queue', 
   );
 });
 
+it('hashes the UTF-8 bytes of any text, ASCII or not', () => {
+  const reference = (text: string) => {
+    let h = 0x811c9dc5;
+    for (const byte of Buffer.from(text, 'utf8')) h = Math.imul(h ^ byte, 0x01000193) >>> 0;
+    return h >>> 0;
+  };
+  fc.assert(
+    fc.property(fc.oneof(fc.string(), fc.string({ unit: 'grapheme' }), fc.uuid()), (text) => {
+      expect(fnv1a32(text)).toBe(reference(text));
+    }),
+  );
+  expect(fnv1a32('é')).toBe(reference('é'));
+});
+
 it('spreads 16,000 random accounts over 16 partitions within 15% of even', () => {
   const counts = new Array<number>(16).fill(0);
   for (let i = 0; i < 16_000; i++) counts[partitionOf(crypto.randomUUID(), 16)]! += 1;
