@@ -1,5 +1,5 @@
 // The flash-traffic lab: the same moves, by the same HTTP load generator, through every classic
-// concurrency-control strategy (each a small HTTP server on the same stack) and through
+// concurrency-control strategy (each a small Hono server, test/load/strategy-server.ts) and through
 // Ledgerline (its real web and worker processes), one at a time, each on a fresh database; then
 // the money is checked against the database.
 import { backfillPartitions } from '../../src/partitions/interest';

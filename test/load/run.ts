@@ -1,6 +1,6 @@
 // `npm run load -- --scenario S --strategies A,B --seconds N --connections C [--rate R]
-//   [--json FILE] [--chart FILE]`: the flash-traffic lab. Every strategy is served over HTTP by
-// the same stack and driven by the same load generator; money is checked after each run.
+//   [--json FILE] [--chart FILE]`: the flash-traffic lab. Every strategy is served over HTTP and
+// driven by the same load generator; money is checked after each run.
 import { writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
