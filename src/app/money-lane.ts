@@ -23,7 +23,7 @@ import type { HttpDeps } from './deps';
 
 type Listener = (req: IncomingMessage, res: ServerResponse) => void;
 
-/** The only bodies the lane reads; any other Content-Type goes to Hono, which says what it takes. */
+/** The only bodies the lane reads; any other Content-Type goes to Hono, which answers it. */
 const JSON_CONTENT_TYPE = /^application\/json(?:;\s*charset=utf-8)?$/i;
 
 /**

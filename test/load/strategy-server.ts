@@ -1,6 +1,7 @@
 // One classic strategy served over HTTP by a bare Hono app on @hono/node-server (one process, the
 // same PostgreSQL pool size as Ledgerline's web; no authentication, validation, idempotency, audit
-// or metrics, all of which Ledgerline's web does). `POST /move {from, to, amount}` answers `{outcome}`. Run by the lab as a child process.
+// or metrics, all of which Ledgerline's web does). `POST /move {from, to, amount}` answers
+// `{outcome}`. Run by the lab as a child process.
 import { Hono } from 'hono';
 import { Redis } from 'ioredis';
 import { POOL_SIZE_MAX } from '../../src/config/limits';
