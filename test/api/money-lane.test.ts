@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WebProcess } from '../../src/app/web-process';
+import { expectInvariants } from '../support/invariants';
 import { createTestEnv, type TestEnv } from '../support/test-env';
 import { caller, createTestWeb, type Call } from '../support/web';
 
@@ -246,5 +247,91 @@ describe('the money-movement lane under its limits', () => {
     expect(after.rows[0].n).toBe(before.rows[0].n);
     const metrics = (await http('GET', '/metrics')).json as string;
     expect(metrics).toMatch(/ledgerline_admission_refusals_total\{code="overloaded"\} 1/);
+  });
+});
+
+describe('Prefer: wait through the money-movement lane', () => {
+  let web: WebProcess;
+  let http: Call;
+  let port: number;
+  beforeAll(async () => {
+    web = await createTestWeb(env);
+    port = await web.listen(0);
+    http = caller(`http://127.0.0.1:${port}`, env.config.adminApiKey!);
+    await http('GET', '/v1/transfers');
+  });
+  afterAll(async () => {
+    await web?.stop();
+  });
+
+  it('with nothing applying it, waits out the preference and answers 202 pending', async () => {
+    const a = await env.account();
+    const served = web.lane.served;
+    const started = Date.now();
+    const res = await http('POST', '/v1/deposits', {
+      body: { account_id: a.id, amount: '5', currency: 'EUR' },
+      idem: randomUUID(),
+      headers: { prefer: 'wait=1' },
+    });
+    expect(res.status).toBe(202);
+    expect(res.json.status).toBe('pending');
+    expect(res.headers.get('preference-applied')).toBe('wait=1');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect(web.lane.served - served).toBe(1);
+  });
+
+  it('stops waiting for a client that hung up', async () => {
+    const a = await env.account();
+    const hangUp = new AbortController();
+    const sent = fetch(`http://127.0.0.1:${port}/v1/deposits`, {
+      method: 'POST',
+      signal: hangUp.signal,
+      headers: {
+        authorization: `Bearer ${env.config.adminApiKey!}`,
+        'content-type': 'application/json',
+        'idempotency-key': randomUUID(),
+        prefer: 'wait=20',
+      },
+      body: JSON.stringify({ account_id: a.id, amount: '5', currency: 'EUR' }),
+    }).catch(() => 'hung up');
+    for (let i = 0; i < 100 && web.deps.waiter.waiting === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(web.deps.waiter.waiting).toBe(1);
+    hangUp.abort();
+    expect(await sent).toBe('hung up');
+    for (let i = 0; i < 100 && web.deps.waiter.waiting > 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(web.deps.waiter.waiting).toBe(0);
+  });
+
+  it('answers 200 with the final transfer once a worker applies it', async () => {
+    await env.startWorker();
+    const [a, b] = await Promise.all([env.account(), env.account()]);
+    const move = (path: string, body: object) =>
+      http('POST', path, { body, idem: randomUUID(), headers: { prefer: 'wait=10' } });
+    const served = web.lane.served;
+    const dep = await move('/v1/deposits', { account_id: a.id, amount: '100', currency: 'EUR' });
+    expect(dep.status).toBe(200);
+    expect(dep.json).toMatchObject({ status: 'completed', to_balance_after: '100' });
+    const t = await move('/v1/transfers', {
+      from_account_id: a.id,
+      to_account_id: b.id,
+      amount: '60',
+      currency: 'EUR',
+    });
+    expect(t.status).toBe(200);
+    expect(t.headers.get('preference-applied')).toBe('wait=10');
+    expect(t.json).toMatchObject({ status: 'completed', from_balance_after: '40' });
+    const short = await move('/v1/withdrawals', {
+      account_id: a.id,
+      amount: '41',
+      currency: 'EUR',
+    });
+    expect(short.status).toBe(200);
+    expect(short.json).toMatchObject({ status: 'failed', failure_code: 'insufficient_funds' });
+    expect(web.lane.served - served).toBe(3);
+    await expectInvariants(env.pool);
   });
 });
