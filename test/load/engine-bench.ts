@@ -143,11 +143,26 @@ runMain(async () => {
       try {
         await untilHttp(`http://127.0.0.1:${port}/healthz`, [web]);
         if (mode === 'intake') {
-          const result = await hotSource(port);
+          // With no worker the hot partition's backlog reaches its cap (50,000 legs) within a few
+          // seconds at full speed, and every request after that is refused: the rate that
+          // counts is then the one until the first refusal.
+          const startedMs = performance.now();
+          let acceptedBeforeCap = 0;
+          let capMs: number | undefined;
+          const result = await hotSource(port, (status) => {
+            if (status === 202 && capMs === undefined) acceptedBeforeCap += 1;
+            if (status === 503) capMs ??= performance.now() - startedMs;
+          });
           const accepted = result['2xx'];
+          const untilCap =
+            capMs === undefined
+              ? ''
+              : `; backlog cap reached after ${(capMs / 1000).toFixed(1)} s: ` +
+                `${Math.round(acceptedBeforeCap / (capMs / 1000))} accepted/s until then`;
           console.log(
             `intake alone: ${Math.round(accepted / seconds)} accepted/s (${accepted} in ${seconds} s, ` +
-              `${result.non2xx} refused), p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms`,
+              `${result.non2xx} refused), p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms` +
+              untilCap,
           );
         } else {
           const answers = new Map<string, number>();
