@@ -103,6 +103,8 @@ function moneyRoute<B extends z.ZodType>(
   });
   return createRoute({
     ...spec,
+    // The web's money-movement lane (app/money-lane.ts) makes these same checks itself: a check
+    // added here must be added there, or better put where both read it (MOVEMENTS, moveMoney).
     middleware: [requireScope('transfers:write'), rejectNonIntegerAmountLiterals] as const,
     hide: true,
   });
@@ -519,6 +521,8 @@ export function transfersRouter(deps: TransfersDeps) {
       'Like any transfer, it may fail with insufficient_funds.',
     tags: ['transfers'],
     security: BEARER,
+    // The web's money-movement lane (app/money-lane.ts) makes these same checks itself: a check
+    // added here must be added there, or better put where both read it (MOVEMENTS, moveMoney).
     middleware: [requireScope('transfers:write'), rejectNonIntegerAmountLiterals] as const,
     request: {
       params: IdParam,
