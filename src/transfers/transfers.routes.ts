@@ -521,8 +521,6 @@ export function transfersRouter(deps: TransfersDeps) {
       'Like any transfer, it may fail with insufficient_funds.',
     tags: ['transfers'],
     security: BEARER,
-    // The web's money-movement lane (app/money-lane.ts) makes these same checks itself: a check
-    // added here must be added there, or better put where both read it (MOVEMENTS, moveMoney).
     middleware: [requireScope('transfers:write'), rejectNonIntegerAmountLiterals] as const,
     request: {
       params: IdParam,
