@@ -139,18 +139,17 @@ export class MoneyLane {
     let body: string;
     let transferId: string | null = null;
     try {
+      // Methods, not arrow properties: tsx's keepNames wraps each named closure it makes.
       const answer: MovementAnswer = await moveMoney(this.movements, admitted.command, {
         keyId: admitted.keyId,
         idempotencyKey: admitted.idempotencyKey,
         waitS: preferredWaitSeconds(headerOf(req, 'prefer')),
-        onClientGone: (gone) => {
-          const onClose = () => {
-            if (!res.writableFinished) gone();
-          };
+        onClientGone(gone) {
+          const onClose = hungUp.bind(undefined, res, gone);
           res.once('close', onClose);
           return () => res.off('close', onClose);
         },
-        onRecorded: (id) => {
+        onRecorded(id) {
           transferId = id;
         },
       });
@@ -190,6 +189,11 @@ export class MoneyLane {
     }
     deps.metrics.requests.observe('POST', path, status, (performance.now() - startedMs) / 1000);
   }
+}
+
+/** Node closes a response whose client hung up before it was written out. */
+function hungUp(res: ServerResponse, gone: () => void): void {
+  if (!res.writableFinished) gone();
 }
 
 function headerOf(req: IncomingMessage, name: string): string | undefined {

@@ -26,33 +26,32 @@ export function readIncoming(incoming: IncomingMessage, maxBytes: number): Promi
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let bytes = 0;
-    const onData = (chunk: Buffer) => {
+    let settled = false;
+    // The listeners are passed inline and stay until the request is collected, ignoring what
+    // comes after the answer: each named closure costs an Object.defineProperty under tsx, whose
+    // keepNames wraps it (four of them were 1.7 % of the web's profile).
+    incoming.on('data', (chunk: Buffer) => {
+      if (settled) return;
       bytes += chunk.length;
       if (bytes > maxBytes) {
-        cleanup();
+        settled = true;
         // The rest is drained and dropped so the connection stays usable for the answer.
         incoming.resume();
         reject(tooLarge(maxBytes));
         return;
       }
       chunks.push(chunk);
-    };
-    const onEnd = () => {
-      cleanup();
+    });
+    incoming.on('end', () => {
+      if (settled) return;
+      settled = true;
       resolve(decoder.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
-    };
-    const onError = (err: Error) => {
-      cleanup();
+    });
+    incoming.on('error', (err: Error) => {
+      if (settled) return;
+      settled = true;
       reject(err);
-    };
-    const cleanup = () => {
-      incoming.off('data', onData);
-      incoming.off('end', onEnd);
-      incoming.off('error', onError);
-    };
-    incoming.on('data', onData);
-    incoming.on('end', onEnd);
-    incoming.on('error', onError);
+    });
   });
 }
 
