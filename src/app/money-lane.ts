@@ -11,10 +11,13 @@ import {
   MOVEMENTS,
   checkedIdempotencyKey,
   hasNonIntegerAmountLiteral,
+  isMovementPath,
   moveMoney,
+  onResponseClosed,
   preferredWaitSeconds,
   type MovementAnswer,
   type MovementCommand,
+  type MovementPath,
   type TransfersDeps,
 } from '../transfers/transfers.routes';
 import { log } from '../shared/log';
@@ -50,9 +53,7 @@ export class MoneyLane {
   listener(next: Listener): Listener {
     return (req, res) => {
       const path = req.method === 'POST' ? req.url : undefined;
-      if (path !== '/v1/deposits' && path !== '/v1/withdrawals' && path !== '/v1/transfers') {
-        return next(req, res);
-      }
+      if (!isMovementPath(path)) return next(req, res);
       const declared = Number(req.headers['content-length']);
       const type = req.headers['content-type'];
       if (!(declared > 0 && declared <= BODY_BYTES_MAX) || !type || !JSON_CONTENT_TYPE.test(type)) {
@@ -90,7 +91,7 @@ export class MoneyLane {
   /** The request as the Hono route would record it, or undefined to let Hono answer it. */
   private admit(
     req: IncomingMessage,
-    path: keyof typeof MOVEMENTS,
+    path: MovementPath,
     text: string,
   ): { keyId: string; idempotencyKey: string; command: MovementCommand } | undefined {
     const secret = secretFrom(req.headers.authorization);
@@ -139,16 +140,13 @@ export class MoneyLane {
     let body: string;
     let transferId: string | null = null;
     try {
-      // Methods, not arrow properties: tsx's keepNames wraps each named closure it makes.
+      // A method and a bound function, not arrow properties: tsx's keepNames wraps each named
+      // closure it makes.
       const answer: MovementAnswer = await moveMoney(this.movements, admitted.command, {
         keyId: admitted.keyId,
         idempotencyKey: admitted.idempotencyKey,
         waitS: preferredWaitSeconds(headerOf(req, 'prefer')),
-        onClientGone(gone) {
-          const onClose = hungUp.bind(undefined, res, gone);
-          res.once('close', onClose);
-          return () => res.off('close', onClose);
-        },
+        onClientGone: onResponseClosed.bind(undefined, res),
         onRecorded(id) {
           transferId = id;
         },
@@ -189,11 +187,6 @@ export class MoneyLane {
     }
     deps.metrics.requests.observe('POST', path, status, (performance.now() - startedMs) / 1000);
   }
-}
-
-/** Node closes a response whose client hung up before it was written out. */
-function hungUp(res: ServerResponse, gone: () => void): void {
-  if (!res.writableFinished) gone();
 }
 
 function headerOf(req: IncomingMessage, name: string): string | undefined {

@@ -106,6 +106,20 @@ export function scanForRepeatedKey(text: string): string | undefined {
   return repeated;
 }
 
+async function readNow(
+  raw: Request,
+  incoming: IncomingMessage | undefined,
+  maxBytes: number,
+): Promise<string> {
+  if (incoming && typeof incoming.on === 'function' && !incoming.readableDidRead) {
+    return readIncoming(incoming, maxBytes);
+  }
+  // In process (app.request() in tests) there is no socket: read the web Request.
+  const buffer = await raw.arrayBuffer();
+  if (buffer.byteLength > maxBytes) throw tooLarge(maxBytes);
+  return decoder.decode(buffer);
+}
+
 /** Every body is bounded; one over `maxBytes` is refused with 413 before it is parsed. */
 export function readBody(opts: { maxBytes: number }): MiddlewareHandler {
   const { maxBytes } = opts;
@@ -114,17 +128,9 @@ export function readBody(opts: { maxBytes: number }): MiddlewareHandler {
     const declared = Number(c.req.header('content-length'));
     if (declared > maxBytes) throw tooLarge(maxBytes);
     const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-    let text: string | undefined = incoming && readAlready.get(incoming);
-    if (text !== undefined) {
-      // Read by the money-movement lane, within the same bound.
-    } else if (incoming && typeof incoming.on === 'function' && !incoming.readableDidRead) {
-      text = await readIncoming(incoming, maxBytes);
-    } else {
-      // In process (app.request() in tests) there is no socket: read the web Request.
-      const buffer = await c.req.raw.arrayBuffer();
-      if (buffer.byteLength > maxBytes) throw tooLarge(maxBytes);
-      text = decoder.decode(buffer);
-    }
+    // Read already by the money-movement lane (within the same bound), or read now.
+    const text =
+      (incoming && readAlready.get(incoming)) ?? (await readNow(c.req.raw, incoming, maxBytes));
     const repeated = text.includes('{') ? repeatedKey(text) : undefined;
     if (repeated !== undefined) {
       throw new ApiError(400, 'validation_failed', 'a JSON object repeats a key', [

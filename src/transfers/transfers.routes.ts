@@ -147,8 +147,10 @@ const rejectNonIntegerAmountLiterals: MiddlewareHandler<AuthEnv> = async (c, nex
   await next();
 };
 
+const NON_INTEGER_AMOUNT = /"amount"\s*:\s*-?[0-9]*(?:\.[0-9]*)?[eE.]/;
+
 export function hasNonIntegerAmountLiteral(raw: string): boolean {
-  return /"amount"\s*:\s*-?[0-9]*(?:\.[0-9]*)?[eE.]/.test(raw);
+  return NON_INTEGER_AMOUNT.test(raw);
 }
 
 function amountOf(deps: Pick<TransfersDeps, 'config'>, value: string | number): bigint {
@@ -315,7 +317,7 @@ function keyReused(): ApiError {
 /** One command through the intake; what it cannot record becomes 503, as the contract says. */
 async function record(
   deps: TransfersDeps,
-  command: Omit<Command, 'idempotencyScope' | 'idempotencyKey'>,
+  command: MovementCommand,
   keyId: string,
   idempotencyKey: string,
 ): Promise<SubmitResult> {
@@ -481,6 +483,12 @@ export const MOVEMENTS = {
     },
   }),
 };
+
+export type MovementPath = keyof typeof MOVEMENTS;
+
+export function isMovementPath(path: string | undefined): path is MovementPath {
+  return path !== undefined && Object.hasOwn(MOVEMENTS, path);
+}
 
 export function transfersRouter(deps: TransfersDeps) {
   const r = newRouter();
@@ -697,16 +705,24 @@ export function transfersRouter(deps: TransfersDeps) {
  */
 function onClientGone(c: Context, gone: () => void): () => void {
   const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
-  if (outgoing && typeof outgoing.once === 'function') {
-    const onClose = () => {
-      if (!outgoing.writableFinished) gone();
-    };
-    outgoing.once('close', onClose);
-    return () => outgoing.off('close', onClose);
-  }
+  if (outgoing && typeof outgoing.once === 'function') return onResponseClosed(outgoing, gone);
   const signal = c.req.raw.signal;
   signal.addEventListener('abort', gone);
   return () => signal.removeEventListener('abort', gone);
+}
+
+/**
+ * Calls `gone` if Node closes `res` before it was written out (the client hung up); returns the
+ * function that stops listening. Bound, not a named closure: tsx's keepNames wraps each of those.
+ */
+export function onResponseClosed(res: ServerResponse, gone: () => void): () => void {
+  const onClose = hungUp.bind(undefined, res, gone);
+  res.once('close', onClose);
+  return () => res.off('close', onClose);
+}
+
+function hungUp(res: ServerResponse, gone: () => void): void {
+  if (!res.writableFinished) gone();
 }
 
 async function findTransfer(deps: Pick<TransfersDeps, 'reader'>, id: string): Promise<Transfer> {

@@ -4,6 +4,7 @@
 // the money is checked against the database.
 import { backfillPartitions } from '../../src/partitions/interest';
 import { partitionOf } from '../../src/partitions/routing';
+import { MOVEMENTS } from '../../src/transfers/transfers.routes';
 import { randomBytes } from 'node:crypto';
 import autocannon from 'autocannon';
 import { Redis } from 'ioredis';
@@ -96,7 +97,7 @@ export type LabRecord = {
 export const SUBMIT_BOUND_S = 1;
 
 /** The money-movement routes: the lab sends transfers, and withdrawals (double-spend). */
-const MOVEMENT_ROUTES = ['/v1/transfers', '/v1/withdrawals', '/v1/deposits'];
+const MOVEMENT_ROUTES = Object.keys(MOVEMENTS);
 
 /**
  * The share of money-movement POSTs the web answered within `boundS` seconds, from its latency
