@@ -12,7 +12,7 @@ import {
 import { Admission } from '../transfers/admission';
 import { AuditLog } from '../audit/audit.repository';
 import { createPool } from '../db/db';
-import { listenHttp } from '../http/listen';
+import { listenHttp, type ReceiveLimits } from '../http/listen';
 import { createProducerConnection, Dispatcher } from '../queue/queues';
 import { Submitter } from '../transfers/submit';
 import { TransferReader } from '../transfers/transfers.repository';
@@ -36,6 +36,8 @@ export type WebProcess = {
 
 /** Admission bounds; tests set small ones, production takes the limits' defaults. */
 export type WebLimits = {
+  /** How long a client may take to send a request (tests shorten it). */
+  receive?: ReceiveLimits;
   heldCommandsMax?: number;
   backlogLegsMax?: number;
   eventStreamsMax?: number;
@@ -94,6 +96,7 @@ export async function createWebProcess(
         port,
         hostname: config.host,
         ahead: (hono) => lane.listener(hono),
+        ...(limits.receive ? { receive: limits.receive } : {}),
       });
       server = listening.server;
       return listening.port;

@@ -19,6 +19,16 @@ export const BODY_BYTES_MAX = 16 * 1024;
 export const WAIT_SECONDS_MAX = 30;
 /** Connections the kernel may hold waiting for accept() (capped by net.core.somaxconn). */
 export const LISTEN_BACKLOG_CONNECTIONS = 4_096;
+/**
+ * A client has this long to send a request's headers, and this long for the whole request, body
+ * included, before it is answered 408 and its connection closed (Node's defaults are 60 s and
+ * 300 s: a slow client could hold a request open for five minutes). Answers may take longer: a
+ * long-poll waits up to WAIT_SECONDS_MAX after its request has arrived.
+ */
+export const HTTP_HEADERS_RECEIVE_MS_MAX = 10_000;
+export const HTTP_REQUEST_RECEIVE_MS_MAX = 30_000;
+/** How often Node looks for requests past those limits (its default is every 30 s). */
+export const HTTP_RECEIVE_CHECK_INTERVAL_MS = 1_000;
 /** POST /v1/accounts/{id}/close waits this long for the owner before answering 202. */
 export const CLOSE_WAIT_SECONDS = 10;
 export const PAGE_SIZE_MAX = 200;

@@ -11,6 +11,9 @@ export const PROBLEM_CODES = [
   'unauthorized',
   'forbidden',
   'payload_too_large',
+  'request_timeout',
+  'headers_too_large',
+  'malformed_request',
   'rate_limited',
   'unavailable',
   'overloaded',
@@ -28,6 +31,9 @@ const TITLES: Record<ProblemCode, string> = {
   unauthorized: 'Missing or unknown API key',
   forbidden: 'The API key lacks the scope this needs',
   payload_too_large: 'The request body is too large',
+  request_timeout: 'The request did not arrive in time',
+  headers_too_large: 'The request headers are too large',
+  malformed_request: 'The request is not HTTP/1.1 this server can read',
   rate_limited: 'Too many requests',
   unavailable: 'A dependency is unavailable; retry with the same Idempotency-Key',
   overloaded: 'Too much traffic for now; retry after the Retry-After seconds',
@@ -63,9 +69,9 @@ export function problem(
   });
 }
 
-/** A problem's JSON text, for the request to `instance`. */
+/** A problem's JSON text, for the request to `instance` (unknown when the request was not read). */
 export function problemJson(
-  instance: string,
+  instance: string | undefined,
   status: number,
   code: ProblemCode,
   detail?: string,
@@ -78,6 +84,6 @@ export function problemJson(
     code,
     ...(detail ? { detail } : {}),
     ...(issues && issues.length > 0 ? { errors: issues } : {}),
-    instance,
+    ...(instance === undefined ? {} : { instance }),
   });
 }
