@@ -86,12 +86,19 @@ export function connectRedis(redisUrl: string, options: RedisOptions): RedisConn
   });
 }
 
-/** Producers fail fast: with Redis down the caller hears at once instead of hanging. */
+/**
+ * Producers fail fast: with Redis down the caller hears at once instead of hanging. They also
+ * pipeline by themselves: the envelopes one flush adds to many queues (a hot destination's flush
+ * touches up to every partition) leave in one write instead of one each. Measured on the lab's
+ * hot destination, alternating 30 s runs: 1,371 and 1,340 transfers/s against 1,317 and 1,319
+ * (15 s runs: +8 and +9 %). Only producers: BullMQ's workers keep their connections as they are.
+ */
 export function createProducerConnection(redisUrl: string): RedisConnection {
   const redis = connectRedis(redisUrl, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     lazyConnect: false,
+    enableAutoPipelining: true,
   });
   redis.on('error', () => {
     // Reported where a command fails; ioredis reconnects by itself.

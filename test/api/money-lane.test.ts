@@ -294,7 +294,8 @@ describe('Prefer: wait through the money-movement lane', () => {
       },
       body: JSON.stringify({ account_id: a.id, amount: '5', currency: 'EUR' }),
     }).catch(() => 'hung up');
-    for (let i = 0; i < 100 && web.deps.waiter.waiting === 0; i++) {
+    // Up to 10 s to be recorded and start waiting: the whole suite runs beside it.
+    for (let i = 0; i < 500 && web.deps.waiter.waiting === 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
     }
     expect(web.deps.waiter.waiting).toBe(1);
