@@ -707,6 +707,10 @@ function onClientGone(c: Context, gone: () => void): () => void {
   const outgoing = (c.env as { outgoing?: ServerResponse } | undefined)?.outgoing;
   if (outgoing && typeof outgoing.once === 'function') return onResponseClosed(outgoing, gone);
   const signal = c.req.raw.signal;
+  if (signal.aborted) {
+    gone();
+    return () => {};
+  }
   signal.addEventListener('abort', gone);
   return () => signal.removeEventListener('abort', gone);
 }
@@ -714,8 +718,14 @@ function onClientGone(c: Context, gone: () => void): () => void {
 /**
  * Calls `gone` if Node closes `res` before it was written out (the client hung up); returns the
  * function that stops listening. Bound, not a named closure: tsx's keepNames wraps each of those.
+ * A client may hang up before anyone listens (while its request is being recorded): Node emits
+ * `close` once, so a response closed already counts as gone at once.
  */
 export function onResponseClosed(res: ServerResponse, gone: () => void): () => void {
+  if (res.closed) {
+    hungUp(res, gone);
+    return () => {};
+  }
   const onClose = hungUp.bind(undefined, res, gone);
   res.once('close', onClose);
   return () => res.off('close', onClose);
