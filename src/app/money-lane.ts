@@ -10,6 +10,7 @@ import { ApiError, problemJson } from '../http/problem';
 import {
   MOVEMENTS,
   checkedIdempotencyKey,
+  headerLines,
   hasNonIntegerAmountLiteral,
   isMovementPath,
   moveMoney,
@@ -115,8 +116,10 @@ export class MoneyLane {
         this.deps,
         parsed.data,
       );
-      const header = req.headers['idempotency-key'];
-      idempotencyKey = checkedIdempotencyKey(typeof header === 'string' ? header : undefined);
+      idempotencyKey = checkedIdempotencyKey(
+        headerOf(req, 'idempotency-key'),
+        headerLines(req.rawHeaders, 'idempotency-key'),
+      );
     } catch {
       return undefined;
     }

@@ -70,10 +70,10 @@ export const PageQuery = z.strictObject({
 });
 
 export const IdempotencyHeader = z.object({
-  'idempotency-key': z
-    .string()
-    .optional()
-    .openapi({ description: '1 to 255 printable ASCII characters; required on money movements.' }),
+  'idempotency-key': z.string().optional().openapi({
+    description:
+      '1 to 255 printable ASCII characters, on one header line; required on money movements.',
+  }),
 });
 
 /** A money movement's headers: its Idempotency-Key, and RFC 7240's `Prefer: wait=N`. */

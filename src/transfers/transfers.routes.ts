@@ -2,6 +2,7 @@
 // closing an account, a command its partition's owner applies in order like a movement.
 import { createRoute, z } from '@hono/zod-openapi';
 import type { Context, MiddlewareHandler } from 'hono';
+import type { IncomingMessage } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { getAccount } from '../accounts/accounts.repository';
 import { AccountOut, accountJson } from '../accounts/accounts.schemas';
@@ -111,11 +112,35 @@ function moneyRoute<B extends z.ZodType>(
 }
 
 export function idempotencyKeyOf(c: Context): string {
-  return checkedIdempotencyKey(c.req.header('idempotency-key'));
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  return checkedIdempotencyKey(
+    c.req.header('idempotency-key'),
+    incoming ? headerLines(incoming.rawHeaders, 'idempotency-key') : 1,
+  );
 }
 
-/** The Idempotency-Key header's value when it is one the API takes; else ApiError 400. */
-export function checkedIdempotencyKey(key: string | undefined): string {
+/** On how many lines the request sent the header `lowerName` (Node joins them into one value). */
+export function headerLines(rawHeaders: readonly string[], lowerName: string): number {
+  let lines = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) lines++;
+  }
+  return lines;
+}
+
+/**
+ * The Idempotency-Key header's value when it is one the API takes; else ApiError 400. Sent on
+ * more than one line it is refused: Node joins the lines into one value (`a, b`), a key the client
+ * never chose, and a retry that loses one of them (a proxy that adds its own, say) would be a new
+ * request under another key, moving the money twice.
+ */
+export function checkedIdempotencyKey(key: string | undefined, lines = 1): string {
+  if (lines > 1) {
+    throw new ApiError(400, 'validation_failed', 'send one Idempotency-Key header, not several', [
+      { path: 'Idempotency-Key', message: 'repeated' },
+    ]);
+  }
   if (key === undefined || key === '') {
     throw new ApiError(
       400,

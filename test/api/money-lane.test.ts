@@ -2,6 +2,7 @@
 // without Hono) answers every request exactly as the Hono routes do, hands everything unusual on
 // to them with its body, and counts in the same metrics, audit trail and rate limit.
 import { randomUUID } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WebProcess } from '../../src/app/web-process';
@@ -54,10 +55,11 @@ describe('the money-movement lane', () => {
   let inProcess: Call;
   let reader: string;
   let accounts: string[];
+  let port: number;
 
   beforeAll(async () => {
     web = await createTestWeb(env);
-    const port = await web.listen(0);
+    port = await web.listen(0);
     overHttp = caller(`http://127.0.0.1:${port}`, env.config.adminApiKey!);
     inProcess = caller(web, env.config.adminApiKey!);
     const made = await inProcess('POST', '/v1/api-keys', {
@@ -170,6 +172,85 @@ describe('the money-movement lane', () => {
     expect(replay!.headers['idempotent-replayed']).toBe('true');
     expect(reused!.status).toBe(422);
     expect(reused!.json.code).toBe('idempotency_key_reused');
+  });
+
+  it('refuses an Idempotency-Key sent on two lines, lane and routes alike, recording nothing', async () => {
+    const [a, b] = accounts as [string, string];
+    /** fetch() joins repeated headers into one line; node:http sends an array as lines. */
+    const post = (path: string, keys: string | string[], body: object) =>
+      new Promise<{ status: number; json: any }>((resolve, reject) => {
+        const text = JSON.stringify(body);
+        const req = httpRequest(
+          {
+            host: '127.0.0.1',
+            port,
+            method: 'POST',
+            path,
+            headers: {
+              authorization: `Bearer ${env.config.adminApiKey!}`,
+              'content-type': 'application/json',
+              'content-length': Buffer.byteLength(text),
+              'idempotency-key': keys,
+            },
+          },
+          (res) => {
+            let raw = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => (raw += chunk));
+            res.on('end', () => resolve({ status: res.statusCode!, json: JSON.parse(raw) }));
+          },
+        );
+        req.on('error', reject);
+        req.end(text);
+      });
+    const recorded = async (...keys: string[]) =>
+      (
+        await env.pool.query(
+          'SELECT count(*)::int AS n FROM transfers WHERE idempotency_key = ANY($1)',
+          [keys],
+        )
+      ).rows[0].n as number;
+
+    const moved = await post('/v1/transfers', randomUUID(), {
+      from_account_id: a,
+      to_account_id: b,
+      amount: '2',
+      currency: 'EUR',
+    });
+    expect(moved.status).toBe(202);
+    const served = web.lane.served;
+    const [k1, k2] = [randomUUID(), randomUUID()];
+    const twice = [
+      post('/v1/deposits', [k1, k2], { account_id: a, amount: '1', currency: 'EUR' }),
+      post('/v1/withdrawals', [k1, k2], { account_id: a, amount: '1', currency: 'EUR' }),
+      post('/v1/transfers', [k1, k2], {
+        from_account_id: a,
+        to_account_id: b,
+        amount: '1',
+        currency: 'EUR',
+      }),
+      // Served by the routes only: the lane never sees a reversal.
+      post(`/v1/transfers/${moved.json.id}/reversals`, [k1, k2], {}),
+    ];
+    for (const answer of await Promise.all(twice)) {
+      expect(answer.status).toBe(400);
+      expect(answer.json).toMatchObject({
+        code: 'validation_failed',
+        detail: 'send one Idempotency-Key header, not several',
+        errors: [{ path: 'Idempotency-Key', message: 'repeated' }],
+      });
+    }
+    expect(web.lane.served).toBe(served);
+    expect(await recorded(k1, k2, `${k1}, ${k2}`)).toBe(0);
+    // One line whose value holds a comma is one key, as before.
+    const joined = `${k1}, ${k2}`;
+    const once = await post('/v1/deposits', joined, {
+      account_id: a,
+      amount: '1',
+      currency: 'EUR',
+    });
+    expect(once.status).toBe(202);
+    expect(await recorded(joined)).toBe(1);
   });
 
   it('counts what it serves in the metrics and the audit trail as the routes do', async () => {
