@@ -33,11 +33,13 @@ it('a deposit or a credit past the limit fails balance_overflow and the owner go
   const [fund] = await env.submit([deposit(payer.id, 1_000n)]);
   await env.waitForFinal([fill!.id, fund!.id]);
 
-  // Submitted together, so the owner meets the failing legs in the middle of its batches.
+  // Submitted together, so the owner meets the failing legs in the middle of its batches. The
+  // credit (11) overflows whether it lands before or after the 10 that fits: the two partitions'
+  // envelopes may reach the owner in either order.
   const [over, fits, credit, after] = await env.submit([
     deposit(full.id, 11n),
     deposit(full.id, 10n),
-    transfer(payer.id, full.id, 1n),
+    transfer(payer.id, full.id, 11n),
     deposit(payer.id, 5n),
   ]);
   const final = await env.waitForFinal([over!.id, fits!.id, credit!.id, after!.id]);
