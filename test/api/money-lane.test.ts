@@ -388,6 +388,29 @@ describe('Prefer: wait through the money-movement lane', () => {
     expect(web.deps.waiter.waiting).toBe(0);
   });
 
+  it('in process, a request whose signal was aborted already records and does not wait', async () => {
+    // The routes' path without Node's response (app.request(), as a test or an embedder calls
+    // it): the client is gone before the wait begins, so the answer is the 202 at once.
+    const a = await env.account();
+    const gone = new AbortController();
+    gone.abort();
+    const startedMs = performance.now();
+    const res = await web.app.request('/v1/deposits', {
+      method: 'POST',
+      signal: gone.signal,
+      headers: {
+        authorization: `Bearer ${env.config.adminApiKey!}`,
+        'content-type': 'application/json',
+        'idempotency-key': randomUUID(),
+        prefer: 'wait=20',
+      },
+      body: JSON.stringify({ account_id: a.id, amount: '5', currency: 'EUR' }),
+    });
+    expect(res.status).toBe(202);
+    expect(performance.now() - startedMs).toBeLessThan(5_000);
+    expect(web.deps.waiter.waiting).toBe(0);
+  });
+
   it('answers 200 with the final transfer once a worker applies it', async () => {
     await env.startWorker();
     const [a, b] = await Promise.all([env.account(), env.account()]);
