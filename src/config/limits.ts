@@ -26,6 +26,8 @@ export const LISTEN_BACKLOG_CONNECTIONS = 4_096;
  * long-poll waits up to WAIT_SECONDS_MAX after its request has arrived.
  */
 export const HTTP_HEADERS_RECEIVE_MS_MAX = 10_000;
+/** A request's headers, all of them, in bytes (Node's default); past it, 431. */
+export const HTTP_HEADERS_BYTES_MAX = 16 * 1024;
 export const HTTP_REQUEST_RECEIVE_MS_MAX = 30_000;
 /** How often Node looks for requests past those limits (its default is every 30 s). */
 export const HTTP_RECEIVE_CHECK_INTERVAL_MS = 1_000;

@@ -3,6 +3,7 @@ import type { RequestListener, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createAdaptorServer, type ServerType } from '@hono/node-server';
 import {
+  HTTP_HEADERS_BYTES_MAX,
   HTTP_HEADERS_RECEIVE_MS_MAX,
   HTTP_RECEIVE_CHECK_INTERVAL_MS,
   HTTP_REQUEST_RECEIVE_MS_MAX,
@@ -70,6 +71,7 @@ export function listenHttp(
       headersTimeout: receive.headersMs,
       requestTimeout: receive.requestMs,
       connectionsCheckingInterval: Math.min(HTTP_RECEIVE_CHECK_INTERVAL_MS, receive.headersMs),
+      maxHeaderSize: HTTP_HEADERS_BYTES_MAX,
     },
   });
   server.on('clientError', clientErrorAnswerer(receive));
