@@ -83,9 +83,10 @@ describe('how long a client may take to send a request', () => {
       instance: '/v1/deposits',
       detail: `send the headers within ${HEADERS_MS} ms and the whole request within ${REQUEST_MS} ms`,
     });
-    // Node looks for late requests every HEADERS_MS here: cut between the bound and one look later.
+    // Cut at the bound or soon after (Node looks every HEADERS_MS here; a busy CI adds more), far
+    // before Node's own 300 s.
     expect(ms).toBeGreaterThanOrEqual(REQUEST_MS - 50);
-    expect(ms).toBeLessThan(REQUEST_MS + HEADERS_MS + 1_000);
+    expect(ms).toBeLessThan(REQUEST_MS + 4_000);
     expect(await recorded(key)).toBe(0);
   });
 
@@ -94,7 +95,7 @@ describe('how long a client may take to send a request', () => {
     const answer = parsed(raw);
     expect(answer.status).toBe(408);
     expect(answer.json).toMatchObject({ code: 'request_timeout' });
-    expect(ms).toBeLessThan(REQUEST_MS + HEADERS_MS + 1_000);
+    expect(ms).toBeLessThan(REQUEST_MS + 4_000);
   });
 
   it('answers headers past HTTP_HEADERS_BYTES_MAX with 431, and bytes that are not HTTP with 400', async () => {
