@@ -10,7 +10,6 @@ import { ApiError, problemJson } from '../http/problem';
 import {
   MOVEMENTS,
   checkedIdempotencyKey,
-  headerLines,
   hasNonIntegerAmountLiteral,
   isMovementPath,
   moveMoney,
@@ -116,10 +115,7 @@ export class MoneyLane {
         this.deps,
         parsed.data,
       );
-      idempotencyKey = checkedIdempotencyKey(
-        headerOf(req, 'idempotency-key'),
-        headerLines(req.rawHeaders, 'idempotency-key'),
-      );
+      idempotencyKey = checkedIdempotencyKey(headerOf(req, 'idempotency-key'), req.rawHeaders);
     } catch {
       return undefined;
     }

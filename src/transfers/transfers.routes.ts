@@ -113,14 +113,11 @@ function moneyRoute<B extends z.ZodType>(
 
 export function idempotencyKeyOf(c: Context): string {
   const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
-  return checkedIdempotencyKey(
-    c.req.header('idempotency-key'),
-    incoming ? headerLines(incoming.rawHeaders, 'idempotency-key') : 1,
-  );
+  return checkedIdempotencyKey(c.req.header('idempotency-key'), incoming?.rawHeaders);
 }
 
 /** On how many lines the request sent the header `lowerName` (Node joins them into one value). */
-export function headerLines(rawHeaders: readonly string[], lowerName: string): number {
+function headerLines(rawHeaders: readonly string[], lowerName: string): number {
   let lines = 0;
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
@@ -133,10 +130,14 @@ export function headerLines(rawHeaders: readonly string[], lowerName: string): n
  * The Idempotency-Key header's value when it is one the API takes; else ApiError 400. Sent on
  * more than one line it is refused: Node joins the lines into one value (`a, b`), a key the client
  * never chose, and a retry that loses one of them (a proxy that adds its own, say) would be a new
- * request under another key, moving the money twice.
+ * request under another key, moving the money twice. Joined lines always hold a comma, so only
+ * such a value sends us to the raw headers (absent in process, where nothing was joined by Node).
  */
-export function checkedIdempotencyKey(key: string | undefined, lines = 1): string {
-  if (lines > 1) {
+export function checkedIdempotencyKey(
+  key: string | undefined,
+  rawHeaders?: readonly string[],
+): string {
+  if (key?.includes(',') && rawHeaders && headerLines(rawHeaders, 'idempotency-key') > 1) {
     throw new ApiError(400, 'validation_failed', 'send one Idempotency-Key header, not several', [
       { path: 'Idempotency-Key', message: 'repeated' },
     ]);

@@ -361,20 +361,26 @@ describe('Prefer: wait through the money-movement lane', () => {
     expect(web.lane.served - served).toBe(1);
   });
 
+  /** A deposit that asks to wait 20 s for its outcome, sent with `signal`. */
+  const waitingDeposit = (accountId: string, signal: AbortSignal): RequestInit => ({
+    method: 'POST',
+    signal,
+    headers: {
+      authorization: `Bearer ${env.config.adminApiKey!}`,
+      'content-type': 'application/json',
+      'idempotency-key': randomUUID(),
+      prefer: 'wait=20',
+    },
+    body: JSON.stringify({ account_id: accountId, amount: '5', currency: 'EUR' }),
+  });
+
   it('stops waiting for a client that hung up', async () => {
     const a = await env.account();
     const hangUp = new AbortController();
-    const sent = fetch(`http://127.0.0.1:${port}/v1/deposits`, {
-      method: 'POST',
-      signal: hangUp.signal,
-      headers: {
-        authorization: `Bearer ${env.config.adminApiKey!}`,
-        'content-type': 'application/json',
-        'idempotency-key': randomUUID(),
-        prefer: 'wait=20',
-      },
-      body: JSON.stringify({ account_id: a.id, amount: '5', currency: 'EUR' }),
-    }).catch(() => 'hung up');
+    const sent = fetch(
+      `http://127.0.0.1:${port}/v1/deposits`,
+      waitingDeposit(a.id, hangUp.signal),
+    ).catch(() => 'hung up');
     // Up to 10 s to be recorded and start waiting: the whole suite runs beside it.
     for (let i = 0; i < 500 && web.deps.waiter.waiting === 0; i++) {
       await new Promise((r) => setTimeout(r, 20));
@@ -395,17 +401,7 @@ describe('Prefer: wait through the money-movement lane', () => {
     const gone = new AbortController();
     gone.abort();
     const startedMs = performance.now();
-    const res = await web.app.request('/v1/deposits', {
-      method: 'POST',
-      signal: gone.signal,
-      headers: {
-        authorization: `Bearer ${env.config.adminApiKey!}`,
-        'content-type': 'application/json',
-        'idempotency-key': randomUUID(),
-        prefer: 'wait=20',
-      },
-      body: JSON.stringify({ account_id: a.id, amount: '5', currency: 'EUR' }),
-    });
+    const res = await web.app.request('/v1/deposits', waitingDeposit(a.id, gone.signal));
     expect(res.status).toBe(202);
     expect(performance.now() - startedMs).toBeLessThan(5_000);
     expect(web.deps.waiter.waiting).toBe(0);
