@@ -1,5 +1,5 @@
 // Serving the app over node:http with a listen backlog sized for flash crowds.
-import type { RequestListener, ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createAdaptorServer, type ServerType } from '@hono/node-server';
 import {
@@ -44,6 +44,29 @@ function clientErrorAnswerer(receive: ReceiveLimits) {
 }
 
 /**
+ * HTTP/1.1 requires a Host header (RFC 9112 §3.2). Node checks it itself and answers a bare 400
+ * with no body, so the server lets such requests through and they are refused here, in the
+ * contract's shape, before anything reads them.
+ */
+function requiringHost(next: RequestListener): RequestListener {
+  return (req: IncomingMessage, res: ServerResponse) => {
+    if (req.headers.host !== undefined || req.httpVersion !== '1.1') return next(req, res);
+    const body = problemJson(
+      req.url,
+      400,
+      'malformed_request',
+      'an HTTP/1.1 request needs a Host header',
+    );
+    res.writeHead(400, {
+      connection: 'close',
+      'content-type': 'application/problem+json',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(body);
+  };
+}
+
+/**
  * Listens on host:port. Node's default backlog (511) is smaller than a flash crowd's connects: the
  * kernel drops the SYNs past it and each client retries after 1, 3, then 7 s (the lab's runs with
  * 1,000 connections overflowed the listen queue 13,992 times before this; none after). The
@@ -72,14 +95,14 @@ export function listenHttp(
       requestTimeout: receive.requestMs,
       connectionsCheckingInterval: Math.min(HTTP_RECEIVE_CHECK_INTERVAL_MS, receive.headersMs),
       maxHeaderSize: HTTP_HEADERS_BYTES_MAX,
+      // Checked by requiringHost, which answers as the contract does.
+      requireHostHeader: false,
     },
   });
   server.on('clientError', clientErrorAnswerer(receive));
-  if (opts.ahead) {
-    const [hono] = server.listeners('request') as RequestListener[];
-    server.removeAllListeners('request');
-    server.on('request', opts.ahead(hono!));
-  }
+  const [hono] = server.listeners('request') as RequestListener[];
+  server.removeAllListeners('request');
+  server.on('request', requiringHost(opts.ahead ? opts.ahead(hono!) : hono!));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(

@@ -118,6 +118,26 @@ describe('how long a client may take to send a request', () => {
     });
   });
 
+  it('answers an HTTP/1.1 request without a Host header with 400 problem+json, and records nothing', async () => {
+    const key = randomUUID();
+    const body = JSON.stringify({ account_id: account, amount: '100', currency: 'EUR' });
+    const head = depositHead(key, body.length).replace('Host: x\r\n', 'Connection: close\r\n');
+    const { raw } = await sendAndStall(head + body);
+    const answer = parsed(raw);
+    expect(answer.status).toBe(400);
+    expect(answer.headers['content-type']).toBe('application/problem+json');
+    expect(answer.json).toMatchObject({
+      status: 400,
+      code: 'malformed_request',
+      instance: '/v1/deposits',
+      detail: 'an HTTP/1.1 request needs a Host header',
+    });
+    expect(await recorded(key)).toBe(0);
+    // HTTP/1.0 has no Host header to require: such a request is read as any other.
+    const old = await sendAndStall('GET /v1/transfers HTTP/1.0\r\n\r\n');
+    expect(parsed(old.raw)).toMatchObject({ status: 401, json: { code: 'unauthorized' } });
+  });
+
   it('does not cut a long-poll: the bound is on receiving the request, not on answering it', async () => {
     // No worker runs here, so the deposit stays pending and the request waits its full 2 s.
     const key = randomUUID();
