@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import type {
   FailureCode,
+  Leg,
   LegRef,
   SystemName,
   TransferStatus,
@@ -14,6 +15,7 @@ import {
   plan,
   systemKey,
   type AccountState,
+  type Entry,
   type Plan,
   type SubBalanceState,
   type TransferState,
@@ -58,8 +60,72 @@ export function emptyMemory(): OwnerMemory {
 export const TRANSFER_FINAL_CHANNEL = 'ledgerline_transfer_final';
 /** Accounts that have new ledger entries; the web's event streams listen. */
 export const ACCOUNT_ENTRIES_CHANNEL = 'ledgerline_account_entries';
-/** NOTIFY payloads must stay under 8,000 bytes; a uuid plus a comma is 37. */
-const NOTIFY_IDS_MAX = 200;
+/** NOTIFY payloads must stay under 8,000 bytes (PostgreSQL's limit), separators included. */
+const NOTIFY_PAYLOAD_BYTES_MAX = 7_900;
+
+/**
+ * How a transfer ended, as the batch that ended it knows: all a reader of the transfer's row would
+ * learn that the intake did not already have (status, failure code, finish time, the balances
+ * after). Carried in the final notification, so that a long-poll answers without reading the row.
+ */
+export type FinalState = {
+  status: 'completed' | 'failed';
+  failureCode: FailureCode | null;
+  finishedAt: Date;
+  fromBalanceAfter: bigint | null;
+  toBalanceAfter: bigint | null;
+};
+
+/** One transfer in a final notification: its id, and its final state when the batch knew it. */
+export type FinalNotice = { id: string; final?: FinalState };
+
+const NONE = '-';
+
+/** A notice as the payload carries it; `readFinalNotices` reads it back. */
+export function encodeNotice({ id, final }: FinalNotice): string {
+  if (!final) return id;
+  const { status, failureCode, finishedAt, fromBalanceAfter, toBalanceAfter } = final;
+  return [
+    id,
+    status,
+    failureCode ?? NONE,
+    finishedAt.toISOString(),
+    fromBalanceAfter ?? NONE,
+    toBalanceAfter ?? NONE,
+  ].join(' ');
+}
+
+/**
+ * The notices of a final notification's payload: comma-separated, each an id alone or an id and
+ * its final state. What does not parse is read as the id alone (its reader reads the row).
+ */
+export function readFinalNotices(payload: string): FinalNotice[] {
+  return payload.split(',').map((item) => {
+    const [id, status, failure, finished, from, to] = item.split(' ') as (string | undefined)[];
+    const finishedAt = finished === undefined ? undefined : new Date(finished);
+    if (
+      (status !== 'completed' && status !== 'failed') ||
+      failure === undefined ||
+      finishedAt === undefined ||
+      Number.isNaN(finishedAt.getTime()) ||
+      from === undefined ||
+      to === undefined
+    ) {
+      return { id: id! };
+    }
+    const amount = (text: string) => (text === NONE ? null : BigInt(text));
+    return {
+      id: id!,
+      final: {
+        status,
+        failureCode: failure === NONE ? null : (failure as FailureCode),
+        finishedAt,
+        fromBalanceAfter: amount(from),
+        toBalanceAfter: amount(to),
+      },
+    };
+  });
+}
 
 type AccountColumns = {
   currency: string | null;
@@ -326,9 +392,10 @@ export async function applyBatches(
   );
   if (writing.length === 0) return plans;
 
+  let finishedAt: Date;
   await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
   try {
-    await write(client, writing, chained);
+    finishedAt = await write(client, writing, chained);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
@@ -357,33 +424,43 @@ export async function applyBatches(
   await announce(
     client,
     writing.map((w) => w.plan),
+    { transfers, finishedAt },
   );
   return plans;
 }
 
 /**
- * Wakes the long-polls of the transfers this batch finished, and the event streams of the
- * accounts it posted to. Sent after the commit, on its own: a NOTIFY inside the batch would take
+ * Wakes the long-polls of the transfers this batch finished (with how they ended, where the batch
+ * knows: `finalNotices`), and the event streams of the accounts it posted to. Sent after the commit, on its own: a NOTIFY inside the batch would take
  * PostgreSQL's one notify lock across the commit's WAL flush and line up every partition's
  * commits behind it. Lost (a crash right after the commit), it costs a waiting client the rest of
  * its wait, never a transfer or an event (streams read the entries themselves).
  */
-async function announce(client: pg.PoolClient, plans: readonly Plan[]): Promise<void> {
-  const finished = plans.flatMap((p) =>
-    p.transferWrites
-      .filter((w) => w.status === 'completed' || w.status === 'failed')
-      .map((w) => w.id),
-  );
+async function announce(
+  client: pg.PoolClient,
+  plans: readonly Plan[],
+  batch: { transfers: ReadonlyMap<string, TransferState>; finishedAt: Date },
+): Promise<void> {
+  const finished = finalNotices(plans, batch).map(encodeNotice);
   const posted = [...new Set(plans.flatMap((p) => p.entries.map((e) => e.accountId)))];
   const channels: string[] = [];
   const payloads: string[] = [];
-  for (const [channel, ids] of [
+  for (const [channel, items] of [
     [TRANSFER_FINAL_CHANNEL, finished],
     [ACCOUNT_ENTRIES_CHANNEL, posted],
   ] as const) {
-    for (let i = 0; i < ids.length; i += NOTIFY_IDS_MAX) {
+    let payload = '';
+    for (const item of items) {
+      if (payload !== '' && payload.length + 1 + item.length > NOTIFY_PAYLOAD_BYTES_MAX) {
+        channels.push(channel);
+        payloads.push(payload);
+        payload = '';
+      }
+      payload = payload === '' ? item : `${payload},${item}`;
+    }
+    if (payload !== '') {
       channels.push(channel);
-      payloads.push(ids.slice(i, i + NOTIFY_IDS_MAX).join(','));
+      payloads.push(payload);
     }
   }
   if (payloads.length === 0) return;
@@ -392,6 +469,56 @@ async function announce(client: pg.PoolClient, plans: readonly Plan[]): Promise<
     text: 'SELECT count(pg_notify(ch, ids)::text) FROM unnest($1::text[], $2::text[]) AS x(ch, ids)',
     values: [channels, payloads],
   });
+}
+
+/**
+ * The transfers this batch ended, each with its final state when every entry it posted is in
+ * this batch, which is so when its debit leg was applied here (a credit never comes before its
+ * debit). The balances after are found as the API's read finds them: the debit leg's entry on
+ * the source account, and the entry on the destination account. Otherwise the id alone.
+ */
+function finalNotices(
+  plans: readonly Plan[],
+  batch: { transfers: ReadonlyMap<string, TransferState>; finishedAt: Date },
+): FinalNotice[] {
+  const debited = new Set<string>();
+  const entries = new Map<string, Entry[]>();
+  for (const p of plans) {
+    for (const a of p.appliedLegs) if (a.leg === 'debit') debited.add(a.transferId);
+    for (const e of p.entries) {
+      const list = entries.get(e.transferId);
+      if (list) list.push(e);
+      else entries.set(e.transferId, [e]);
+    }
+  }
+  const notices: FinalNotice[] = [];
+  for (const p of plans) {
+    for (const w of p.transferWrites) {
+      if (w.status !== 'completed' && w.status !== 'failed') continue;
+      const t = batch.transfers.get(w.id);
+      if (!t || !debited.has(w.id)) {
+        notices.push({ id: w.id });
+        continue;
+      }
+      const posted = entries.get(w.id) ?? [];
+      const after = (account: string | null, legs: readonly Leg[]) =>
+        w.status !== 'completed' || account === null
+          ? null
+          : (posted.find((e) => e.accountId === account && legs.includes(e.leg))?.balanceAfter ??
+            null);
+      notices.push({
+        id: w.id,
+        final: {
+          status: w.status,
+          failureCode: w.failureCode,
+          finishedAt: batch.finishedAt,
+          fromBalanceAfter: after(t.fromAccountId, ['debit']),
+          toBalanceAfter: after(t.toAccountId, ['debit', 'credit']),
+        },
+      });
+    }
+  }
+  return notices;
 }
 
 /**
@@ -473,6 +600,8 @@ function mergeTransferWrites(
 
 /** What the write statement reports; bigint counts arrive as strings. */
 type WriteCounts = {
+  /** The transaction's `now()`: what the statement wrote as the finished transfers' `finished_at`. */
+  at: Date;
   fenced_ids: number[] | null;
   apply_seqs: string[] | null;
   accounts: string;
@@ -484,7 +613,7 @@ type WriteCounts = {
 
 /**
  * Every write of the batch, all its partitions, in one statement over arrays (unnest): a fixed
- * parameter count at any batch size, one round trip. Every row carries its partition and is
+ * parameter count at any batch size, one round trip. Returns the transaction's `now()`. Every row carries its partition and is
  * written only through that partition's fence row, so the fence's row locks are taken first and
  * a fenced partition writes nothing (and the caller rolls the rest back).
  */
@@ -492,7 +621,7 @@ async function write(
   client: pg.PoolClient,
   writing: readonly { part: BatchPart; plan: Plan }[],
   chained: ReadonlyMap<string, number>,
-): Promise<void> {
+): Promise<Date> {
   const owners = new Set(writing.map((w) => w.part.own.owner));
   assert(owners.size === 1, "one batch is one process's");
   const owner = writing[0]!.part.own.owner;
@@ -555,7 +684,8 @@ async function write(
                      $34::bigint[]) AS x(s, t, l, o, p, e)
          JOIN fence f ON f.id = x.p
        RETURNING 1)
-     SELECT (SELECT array_agg(id) FROM fence) AS fenced_ids,
+     SELECT now() AS at,
+            (SELECT array_agg(id) FROM fence) AS fenced_ids,
             (SELECT array_agg(apply_seq::text) FROM fence) AS apply_seqs,
             (SELECT count(*) FROM accts) AS accounts,
             (SELECT count(*) FROM subs) AS subs,
@@ -628,4 +758,5 @@ async function write(
     Number(counts.legs) === appliedLegs.length && Number(counts.entries) === entries.length,
     `partitions ${names}: not every leg or entry was written`,
   );
+  return counts.at;
 }

@@ -2,16 +2,26 @@
 // transfers become final, so a waiting request never polls the database in a loop.
 import pg from 'pg';
 import { LONG_POLL_WAITERS_MAX } from '../config/limits';
-import { ACCOUNT_ENTRIES_CHANNEL, TRANSFER_FINAL_CHANNEL } from '../ledger/apply';
+import {
+  ACCOUNT_ENTRIES_CHANNEL,
+  readFinalNotices,
+  TRANSFER_FINAL_CHANNEL,
+  type FinalState,
+} from '../ledger/apply';
+
+/** Resolves with the transfer's final state when the notification carried it, else undefined. */
+type Wake = (final?: FinalState) => void;
 
 const RECONNECT_DELAY_MS = 1_000;
 
 export class TransferWaiter {
   private client: pg.Client | undefined;
-  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly waiters = new Map<string, Set<Wake>>();
   private readonly accountWatchers = new Map<string, Set<() => void>>();
   private count = 0;
   private stopped = false;
+  /** Waiters woken with the final state in the announcement: their requests read no row. */
+  wokenWithState = 0;
 
   constructor(private readonly databaseUrl: string) {}
 
@@ -20,7 +30,7 @@ export class TransferWaiter {
     client.on('notification', (msg) => {
       if (!msg.payload) return;
       if (msg.channel === TRANSFER_FINAL_CHANNEL) {
-        for (const id of msg.payload.split(',')) this.wake(id);
+        for (const { id, final } of readFinalNotices(msg.payload)) this.wake(id, final);
       } else if (msg.channel === ACCOUNT_ENTRIES_CHANNEL) {
         for (const id of msg.payload.split(',')) this.accountWatchers.get(id)?.forEach((f) => f());
       }
@@ -54,15 +64,19 @@ export class TransferWaiter {
   }
 
   /**
-   * Resolves when the transfer is announced final or the time is up, whichever comes first.
+   * Resolves when the transfer is announced final or the time is up, whichever comes first; with
+   * the final state when the announcement carried it (then the row need not be read).
    * Register before reading the row, so a notification between the read and the wait is not lost.
    */
-  subscribe(id: string, timeoutMs: number): { done: Promise<void>; cancel: () => void } {
+  subscribe(
+    id: string,
+    timeoutMs: number,
+  ): { done: Promise<FinalState | undefined>; cancel: () => void } {
     if (this.count >= LONG_POLL_WAITERS_MAX || !this.client) {
-      return { done: Promise.resolve(), cancel: () => {} };
+      return { done: Promise.resolve(undefined), cancel: () => {} };
     }
-    let wake!: () => void;
-    const done = new Promise<void>((resolve) => {
+    let wake!: Wake;
+    const done = new Promise<FinalState | undefined>((resolve) => {
       wake = resolve;
     });
     const set = this.waiters.get(id) ?? new Set();
@@ -94,7 +108,7 @@ export class TransferWaiter {
     };
   }
 
-  private wake(id: string): void {
+  private wake(id: string, final?: FinalState): void {
     const set = this.waiters.get(id);
     if (!set) return;
     this.waiters.delete(id);
@@ -102,7 +116,8 @@ export class TransferWaiter {
     const woken = [...set];
     // Emptied so that a later cancel() of one of these finds nothing to count down again.
     set.clear();
-    for (const w of woken) w();
+    if (final) this.wokenWithState += woken.length;
+    for (const w of woken) w(final);
   }
 
   async stop(): Promise<void> {

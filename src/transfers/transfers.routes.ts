@@ -263,7 +263,7 @@ async function answerTo(
             transfer.id,
             waitS,
             request.onClientGone,
-            fresh ? early : undefined,
+            fresh ? { ...early, recorded: transfer } : undefined,
           );
         }
       }
@@ -315,7 +315,8 @@ async function untilFinal(
   id: string,
   waitS: number,
   onGone: MovementRequest['onClientGone'],
-  subscribed?: Subscription,
+  /** Subscribed before this request recorded the transfer, which it was then, as `recorded`. */
+  subscribed?: Subscription & { recorded: Transfer },
 ): Promise<Transfer> {
   const sub = subscribed ?? deps.waiter.subscribe(id.toLowerCase(), waitS * 1000);
   const stopWaiting = onGone(() => sub.cancel());
@@ -324,7 +325,10 @@ async function untilFinal(
       const transfer = await findTransfer(deps, id);
       if (isFinal(transfer.status)) return transfer;
     }
-    await sub.done;
+    const final = await sub.done;
+    // The worker's announcement carried how it ended: with the row as recorded, that is the row
+    // as it is now (only the worker changes a recorded transfer, and only to its end).
+    if (final && subscribed) return { ...subscribed.recorded, ...final };
     return await findTransfer(deps, id);
   } finally {
     sub.cancel();
@@ -374,8 +378,8 @@ export async function moveMoney(
 ): Promise<MovementAnswer> {
   requireQueue(deps);
   // Asked to wait, the request listens for its transfer's end before recording it, under an id
-  // chosen here: one read (of the final transfer) instead of two. A replay answers with the
-  // first request's transfer and reads as usual.
+  // chosen here: no read before the wait, and none after it when the announcement says how the
+  // transfer ended. A replay answers with the first request's transfer and reads as usual.
   const { waitS } = request;
   const id = newTransferId();
   const early = waitS > 0 ? { ...deps.waiter.subscribe(id, waitS * 1000), id } : undefined;

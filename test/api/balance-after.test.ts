@@ -4,7 +4,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { WebProcess } from '../../src/app/web-process';
 import { partitionOf } from '../../src/partitions/routing';
 import { createTestEnv, type TestEnv } from '../support/test-env';
-import { caller, createTestWeb, type Call } from '../support/web';
+import { caller, createTestWeb, openAccount, type Call } from '../support/web';
 
 let env: TestEnv;
 let web: WebProcess;
@@ -31,9 +31,7 @@ async function settle(path: string, body: object, idem: string) {
 }
 
 it('shows the balances right after a completed transfer, null on a system side or when failed', async () => {
-  const open = async () =>
-    (await call('POST', '/v1/accounts', { body: { holder: 'h', currency: 'EUR' } })).json
-      .id as string;
+  const open = () => openAccount(call);
   const a = await open();
   let far = await open();
   while (partitionOf(far, 4) === partitionOf(a, 4)) far = await open();

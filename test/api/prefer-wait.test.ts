@@ -8,7 +8,7 @@ import { partitionOf } from '../../src/partitions/routing';
 import { preferredWaitSeconds } from '../../src/transfers/transfers.routes';
 import { expectInvariants } from '../support/invariants';
 import { createTestEnv, type TestEnv } from '../support/test-env';
-import { caller, createTestWeb, type Call } from '../support/web';
+import { caller, createTestWeb, openAccount, type Call } from '../support/web';
 
 let env: TestEnv;
 let web: WebProcess;
@@ -23,9 +23,7 @@ afterAll(async () => {
   await env.cleanup();
 });
 
-const open = async () =>
-  (await call('POST', '/v1/accounts', { body: { holder: 'h', currency: 'EUR' } })).json
-    .id as string;
+const open = () => openAccount(call);
 
 describe('Prefer: wait', () => {
   it('with no worker to apply it, the wait runs out and the answer is 202 pending', async () => {

@@ -52,3 +52,9 @@ export function caller(target: WebProcess | string, defaultKey: string): Call {
     return { status: res.status, headers: res.headers, json };
   };
 }
+
+/** Opens an account (EUR unless told) through the API and returns its id. */
+export async function openAccount(call: Call, currency = 'EUR'): Promise<string> {
+  const res = await call('POST', '/v1/accounts', { body: { holder: 'h', currency } });
+  return res.json.id as string;
+}
