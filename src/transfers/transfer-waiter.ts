@@ -20,8 +20,6 @@ export class TransferWaiter {
   private readonly accountWatchers = new Map<string, Set<() => void>>();
   private count = 0;
   private stopped = false;
-  /** Waiters woken with the final state in the announcement: their requests read no row. */
-  wokenWithState = 0;
 
   constructor(private readonly databaseUrl: string) {}
 
@@ -116,7 +114,6 @@ export class TransferWaiter {
     const woken = [...set];
     // Emptied so that a later cancel() of one of these finds nothing to count down again.
     set.clear();
-    if (final) this.wokenWithState += woken.length;
     for (const w of woken) w(final);
   }
 

@@ -95,10 +95,13 @@ export async function getTransfers(pool: pg.Pool, ids: readonly string[]): Promi
 export class TransferReader {
   private waiting = new Map<string, Waiter[]>();
   private scheduled = false;
+  /** Transfers asked for so far (the tests count the reads a long-poll makes). */
+  requested = 0;
 
   constructor(private readonly pool: pg.Pool) {}
 
   get(id: string): Promise<Transfer | undefined> {
+    this.requested += 1;
     const key = id.toLowerCase();
     if (!isUuid(key)) return Promise.resolve(undefined);
     return new Promise((resolve, reject) => {

@@ -321,14 +321,16 @@ async function untilFinal(
   const sub = subscribed ?? deps.waiter.subscribe(id.toLowerCase(), waitS * 1000);
   const stopWaiting = onGone(() => sub.cancel());
   try {
+    let seen = subscribed?.recorded;
     if (!subscribed) {
-      const transfer = await findTransfer(deps, id);
-      if (isFinal(transfer.status)) return transfer;
+      seen = await findTransfer(deps, id);
+      if (isFinal(seen.status)) return seen;
     }
     const final = await sub.done;
-    // The worker's announcement carried how it ended: with the row as recorded, that is the row
-    // as it is now (only the worker changes a recorded transfer, and only to its end).
-    if (final && subscribed) return { ...subscribed.recorded, ...final };
+    // The worker's announcement carried how it ended: with the row as this request saw it before
+    // its end, that is the row as it is now (only a worker changes a recorded transfer, and only
+    // to its end), so it is not read again.
+    if (final && seen) return { ...seen, ...final };
     return await findTransfer(deps, id);
   } finally {
     sub.cancel();

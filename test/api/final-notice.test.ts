@@ -1,11 +1,13 @@
-// Proves that a long-poll on a money movement is answered from the worker's announcement of how it
-// ended, without reading the transfer's row, and that this answer is exactly what a read of the
-// row says; that a batch which did not post all of a transfer's entries announces the id alone,
-// and the request then reads the row; and that the announcement's encoding reads back as written.
+// Proves that a long-poll on a money movement, and a GET ?wait= after its one read, is answered
+// from the worker's announcement of how the transfer ended, without reading the row (again), and
+// that this answer is exactly what a read of the row says; that a batch which did not post all of
+// a transfer's entries announces the id alone, and the request then reads the row; and that the
+// announcement's encoding reads back as written.
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { WebProcess } from '../../src/app/web-process';
+import type { WorkerProcess } from '../../src/partitions/worker-process';
 import { FAILURE_CODES } from '../../src/domain/transfer';
 import { encodeNotice, readFinalNotices, type FinalNotice } from '../../src/ledger/apply';
 import { partitionOf } from '../../src/partitions/routing';
@@ -18,11 +20,17 @@ let env: TestEnv;
 let web: WebProcess;
 let call: Call;
 let port: number;
+/** The test's worker, stopped after it even when the test fails, so that none outlives its test. */
+let worker: WorkerProcess | undefined;
 beforeAll(async () => {
   env = await createTestEnv({ partitions: 4 });
   web = await createTestWeb(env);
   call = caller(web, KEY);
   port = await web.listen(0);
+});
+afterEach(async () => {
+  await worker?.stop();
+  worker = undefined;
 });
 afterAll(async () => {
   await web.stop();
@@ -56,15 +64,15 @@ async function expectAsRead(answer: { status: number; json: Record<string, unkno
 }
 
 describe('the answer to a long-poll, from the announcement of how the transfer ended', () => {
-  it('is what a read says, for completed and failed movements, and no row was read for it', async () => {
-    const worker = await env.startWorker();
+  it('is what a read says, for completed and failed movements, and no row is read for it', async () => {
+    worker = await env.startWorker();
     const a = await open();
     let far = await open();
     while (partitionOf(far, 4) === partitionOf(a, 4)) far = await open();
     let near = await open();
     while (partitionOf(near, 4) !== partitionOf(a, 4)) near = await open();
 
-    const before = web.deps.waiter.wokenWithState;
+    const before = web.deps.reader.requested;
     const answers = [
       await move('/v1/deposits', { account_id: a, amount: '1000', currency: 'EUR' }),
       // Across partitions (the credit rides in its debit's batch), and in one hop.
@@ -95,21 +103,46 @@ describe('the answer to a long-poll, from the announcement of how the transfer e
       from_balance_after: null,
       to_balance_after: null,
     });
+    // Not one row read for the five answers (before this, one each).
+    expect(web.deps.reader.requested - before).toBe(0);
     for (const answer of answers) await expectAsRead(answer);
-    expect(web.deps.waiter.wokenWithState - before).toBe(answers.length);
-    await worker.stop();
+    await expectInvariants(env.pool);
+  });
+
+  it('answers GET ?wait= from it too, after the one read that found the transfer pending', async () => {
+    const a = await open();
+    const b = await open();
+    // No worker yet: the transfers stay pending while their long-polls begin.
+    const deposit = await call('POST', '/v1/deposits', {
+      idem: randomUUID(),
+      body: { account_id: a, amount: '50', currency: 'EUR' },
+    });
+    const pay = await call('POST', '/v1/transfers', {
+      idem: randomUUID(),
+      body: { from_account_id: a, to_account_id: b, amount: '20', currency: 'EUR' },
+    });
+    const before = web.deps.reader.requested;
+    const polls = [deposit, pay].map((r) => call('GET', `/v1/transfers/${r.json.id}?wait=10`));
+    while (web.deps.waiter.waiting < 2) await new Promise((r) => setTimeout(r, 10));
+    worker = await env.startWorker();
+    const answers = await Promise.all(polls);
+    expect(answers.map((r) => r.json.status)).toEqual(['completed', 'completed']);
+    expect(answers[1]!.json).toMatchObject({ from_balance_after: '30', to_balance_after: '20' });
+    // One read each, which found it pending; none after the wait (before this, two each).
+    expect(web.deps.reader.requested - before).toBe(2);
+    for (const answer of answers) await expectAsRead(answer);
     await expectInvariants(env.pool);
   });
 
   it('is read from the row when the batch that ended the transfer did not post its debit', async () => {
     // Credits in a batch of their own, as when another process owns the destination.
-    const worker = await env.startWorker({ tuning: { creditsInSameBatch: false } });
+    worker = await env.startWorker({ tuning: { creditsInSameBatch: false } });
     const a = await open();
     let far = await open();
     while (partitionOf(far, 4) === partitionOf(a, 4)) far = await open();
     await move('/v1/deposits', { account_id: a, amount: '500', currency: 'EUR' });
 
-    const before = web.deps.waiter.wokenWithState;
+    const before = web.deps.reader.requested;
     const across = await move(
       '/v1/transfers',
       { from_account_id: a, to_account_id: far, amount: '120', currency: 'EUR' },
@@ -120,9 +153,9 @@ describe('the answer to a long-poll, from the announcement of how the transfer e
       from_balance_after: '380',
       to_balance_after: '120',
     });
+    // The one read after the wait.
+    expect(web.deps.reader.requested - before).toBe(1);
     await expectAsRead(across);
-    expect(web.deps.waiter.wokenWithState).toBe(before);
-    await worker.stop();
     await expectInvariants(env.pool);
   });
 });
