@@ -80,6 +80,7 @@ export type FinalState = {
 export type FinalNotice = { id: string; final?: FinalState };
 
 const NONE = '-';
+const AMOUNT = /^-?[0-9]{1,20}$/;
 
 /** A notice as the payload carries it; `readFinalNotices` reads it back. */
 export function encodeNotice({ id, final }: FinalNotice): string {
@@ -97,7 +98,8 @@ export function encodeNotice({ id, final }: FinalNotice): string {
 
 /**
  * The notices of a final notification's payload: comma-separated, each an id alone or an id and
- * its final state. What does not parse is read as the id alone (its reader reads the row).
+ * its final state. What does not parse is read as the id alone (its reader reads the row), and
+ * never throws: a payload from another version or another sender cannot stop the listener.
  */
 export function readFinalNotices(payload: string): FinalNotice[] {
   return payload.split(',').map((item) => {
@@ -109,7 +111,9 @@ export function readFinalNotices(payload: string): FinalNotice[] {
       finishedAt === undefined ||
       Number.isNaN(finishedAt.getTime()) ||
       from === undefined ||
-      to === undefined
+      to === undefined ||
+      !(from === NONE || AMOUNT.test(from)) ||
+      !(to === NONE || AMOUNT.test(to))
     ) {
       return { id: id! };
     }
@@ -431,10 +435,11 @@ export async function applyBatches(
 
 /**
  * Wakes the long-polls of the transfers this batch finished (with how they ended, where the batch
- * knows: `finalNotices`), and the event streams of the accounts it posted to. Sent after the commit, on its own: a NOTIFY inside the batch would take
- * PostgreSQL's one notify lock across the commit's WAL flush and line up every partition's
- * commits behind it. Lost (a crash right after the commit), it costs a waiting client the rest of
- * its wait, never a transfer or an event (streams read the entries themselves).
+ * knows: `finalNotices`), and the event streams of the accounts it posted to. Sent after the
+ * commit, on its own: a NOTIFY inside the batch would take PostgreSQL's one notify lock across the
+ * commit's WAL flush and line up every partition's commits behind it. Lost (a crash right after
+ * the commit), it costs a waiting client the rest of its wait, never a transfer or an event
+ * (streams read the entries themselves).
  */
 async function announce(
   client: pg.PoolClient,
@@ -600,7 +605,7 @@ function mergeTransferWrites(
 
 /** What the write statement reports; bigint counts arrive as strings. */
 type WriteCounts = {
-  /** The transaction's `now()`: what the statement wrote as the finished transfers' `finished_at`. */
+  /** The transaction's `now()`: the `finished_at` the statement wrote. */
   at: Date;
   fenced_ids: number[] | null;
   apply_seqs: string[] | null;
@@ -613,9 +618,10 @@ type WriteCounts = {
 
 /**
  * Every write of the batch, all its partitions, in one statement over arrays (unnest): a fixed
- * parameter count at any batch size, one round trip. Returns the transaction's `now()`. Every row carries its partition and is
- * written only through that partition's fence row, so the fence's row locks are taken first and
- * a fenced partition writes nothing (and the caller rolls the rest back).
+ * parameter count at any batch size, one round trip. Returns the transaction's `now()`. Every row
+ * carries its partition and is written only through that partition's fence row, so the fence's
+ * row locks are taken first and a fenced partition writes nothing (and the caller rolls the rest
+ * back).
  */
 async function write(
   client: pg.PoolClient,

@@ -199,6 +199,8 @@ describe('the announcement of final transfers', () => {
       `${id} pending - 2026-11-30T18:00:00.000Z - -`,
       `${id} completed - not-a-date - -`,
       `${id} completed -`,
+      `${id} completed - 2026-11-30T18:00:00.000Z 12x -`,
+      `${id} completed - 2026-11-30T18:00:00.000Z - 1e5`,
     ]) {
       expect(readFinalNotices(item)).toStrictEqual([{ id }]);
     }
