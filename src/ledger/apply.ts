@@ -102,33 +102,42 @@ export function encodeNotice({ id, final }: FinalNotice): string {
  * never throws: a payload from another version or another sender cannot stop the listener.
  */
 export function readFinalNotices(payload: string): FinalNotice[] {
-  return payload.split(',').map((item) => {
-    const [id, status, failure, finished, from, to] = item.split(' ') as (string | undefined)[];
-    const finishedAt = finished === undefined ? undefined : new Date(finished);
-    if (
-      (status !== 'completed' && status !== 'failed') ||
-      failure === undefined ||
-      finishedAt === undefined ||
-      Number.isNaN(finishedAt.getTime()) ||
-      from === undefined ||
-      to === undefined ||
-      !(from === NONE || AMOUNT.test(from)) ||
-      !(to === NONE || AMOUNT.test(to))
-    ) {
-      return { id: id! };
-    }
-    const amount = (text: string) => (text === NONE ? null : BigInt(text));
-    return {
-      id: id!,
-      final: {
-        status,
-        failureCode: failure === NONE ? null : (failure as FailureCode),
-        finishedAt,
-        fromBalanceAfter: amount(from),
-        toBalanceAfter: amount(to),
-      },
-    };
-  });
+  return payload.split(',').map(readFinalNotice);
+}
+
+/** The transfer a notice names, read without reading the rest of it. */
+export function noticeId(item: string): string {
+  const space = item.indexOf(' ');
+  return space < 0 ? item : item.slice(0, space);
+}
+
+/** One notice of a payload (see `readFinalNotices`). */
+export function readFinalNotice(item: string): FinalNotice {
+  const [id, status, failure, finished, from, to] = item.split(' ') as (string | undefined)[];
+  const finishedAt = finished === undefined ? undefined : new Date(finished);
+  if (
+    (status !== 'completed' && status !== 'failed') ||
+    failure === undefined ||
+    finishedAt === undefined ||
+    Number.isNaN(finishedAt.getTime()) ||
+    from === undefined ||
+    to === undefined ||
+    !(from === NONE || AMOUNT.test(from)) ||
+    !(to === NONE || AMOUNT.test(to))
+  ) {
+    return { id: id! };
+  }
+  const amount = (text: string) => (text === NONE ? null : BigInt(text));
+  return {
+    id: id!,
+    final: {
+      status,
+      failureCode: failure === NONE ? null : (failure as FailureCode),
+      finishedAt,
+      fromBalanceAfter: amount(from),
+      toBalanceAfter: amount(to),
+    },
+  };
 }
 
 type AccountColumns = {

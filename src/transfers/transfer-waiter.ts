@@ -4,7 +4,8 @@ import pg from 'pg';
 import { LONG_POLL_WAITERS_MAX } from '../config/limits';
 import {
   ACCOUNT_ENTRIES_CHANNEL,
-  readFinalNotices,
+  noticeId,
+  readFinalNotice,
   TRANSFER_FINAL_CHANNEL,
   type FinalState,
 } from '../ledger/apply';
@@ -28,7 +29,11 @@ export class TransferWaiter {
     client.on('notification', (msg) => {
       if (!msg.payload) return;
       if (msg.channel === TRANSFER_FINAL_CHANNEL) {
-        for (const { id, final } of readFinalNotices(msg.payload)) this.wake(id, final);
+        // Every web process hears every finished transfer: only those waited for here are read.
+        for (const item of msg.payload.split(',')) {
+          const id = noticeId(item);
+          if (this.waiters.has(id)) this.wake(id, readFinalNotice(item).final);
+        }
       } else if (msg.channel === ACCOUNT_ENTRIES_CHANNEL) {
         for (const id of msg.payload.split(',')) this.accountWatchers.get(id)?.forEach((f) => f());
       }
