@@ -1,7 +1,7 @@
 // One owned partition: takes its envelopes in queue order and keeps their legs waiting, in order,
 // for the process's next batch (which applies them under this partition's fencing epoch, with
 // this owner's memory), and sweeps its stale transfers back onto the queues.
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { ErrorCode, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { RedisConnection } from '../queue/queues';
 import type pg from 'pg';
 import {
@@ -18,6 +18,19 @@ import { log } from '../shared/log';
 import type { BatchRunner } from './batch-runner';
 import { backlogLegs } from './backlog';
 import { makeInterestPage } from './interest';
+
+/**
+ * BullMQ's answers when an envelope's job is no longer this owner's to finish: its lock lapsed
+ * while the process was frozen (another owner may have taken the job over) or Redis lost the job.
+ * Its legs are safe either way: a leg is applied once (applied_legs), a redelivery finds it
+ * applied, and the sweep re-drives from PostgreSQL whatever was not. So they are warnings.
+ */
+const JOB_NO_LONGER_OURS: ReadonlySet<number> = new Set([
+  ErrorCode.JobNotExist,
+  ErrorCode.JobLockNotExist,
+  ErrorCode.JobNotInState,
+  ErrorCode.JobLockMismatch,
+]);
 
 export type OwnerStats = {
   batches: number;
@@ -136,9 +149,17 @@ export class PartitionOwner {
       stalledInterval: JOB_STALLED_CHECK_INTERVAL_MS,
       maxStalledCount: JOB_STALLED_COUNT_MAX,
     });
-    this.worker.on('error', (err) =>
-      log.error({ err, partition: own.partition }, 'queue worker error'),
-    );
+    this.worker.on('error', (err) => {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code === 'number' && JOB_NO_LONGER_OURS.has(code)) {
+        // Expected after a frozen owner thaws or Redis loses its data: nothing to do.
+        log.warn(
+          { partition: own.partition, code, job: err.message },
+          'envelope job no longer this owner’s to finish (its lock lapsed or Redis lost it); ' +
+            'each leg is applied once all the same',
+        );
+      } else log.error({ err, partition: own.partition }, 'queue worker error');
+    });
     this.deps.runner.add(this);
     this.scheduleSweep();
   }

@@ -1,10 +1,11 @@
 // Proves that redelivery, lost Redis data, a forced lease steal and a dead worker never lose or
 // duplicate money: every accepted command reaches exactly one final status.
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { applyBatch, applyBatches, emptyMemory } from '../../src/ledger/apply';
 import { ensurePartitionRows, steal } from '../../src/partitions/leases';
 import { partitionOf } from '../../src/partitions/routing';
 import { ENVELOPE_JOB_NAME, queueName } from '../../src/queue/queues';
+import { log } from '../../src/shared/log';
 import { until } from '../support/servers';
 import { expectInvariants, drained } from '../support/invariants';
 import {
@@ -21,6 +22,7 @@ beforeEach(async () => {
   env = await createTestEnv({ partitions: 4 });
 });
 afterEach(async () => {
+  vi.restoreAllMocks();
   const fatal = [...env.fatal];
   await env.cleanup();
   expect(fatal).toEqual([]);
@@ -138,6 +140,36 @@ describe('the outbox sweep', () => {
       final.every((t) => t.status === 'completed' || t.failureCode === 'insufficient_funds'),
     ).toBe(true);
     await expectInvariants(env.pool, { submittedIds: ids });
+  });
+
+  it('envelopes Redis loses while their batch applies: the legs apply once, and finishing the lost jobs is a warning, not an error', async () => {
+    const [alice, bob] = await accountsOnDistinctPartitions();
+    const errors = vi.spyOn(log, 'error');
+    const warnings = vi.spyOn(log, 'warn');
+    let wiped = 0;
+    const worker = await env.startWorker({
+      hooks: {
+        // The first batch's envelopes are in hand (their jobs active in Redis) when Redis
+        // forgets everything, so BullMQ cannot finish them afterwards.
+        beforeBatch: async () => {
+          if (wiped === 0) wiped = await deleteKeys(env.redis, `${env.config.queuePrefix}:*`);
+        },
+      },
+    });
+    const submitted = await env.submit([
+      deposit(alice.id, 100_000n),
+      ...Array.from({ length: 100 }, () => transfer(alice.id, bob.id, 100n)),
+    ]);
+    const ids = submitted.map((t) => t.id);
+    const final = await env.waitForFinal(ids);
+    expect(wiped).toBeGreaterThan(0);
+    expect(final.every((t) => t.status === 'completed')).toBe(true);
+    await expectInvariants(env.pool, { submittedIds: ids });
+    const lost = warnings.mock.calls.filter(([, msg]) => String(msg).startsWith('envelope job no'));
+    expect(lost.length).toBeGreaterThan(0);
+    expect(lost.map(([fields]) => (fields as { code: number }).code)).toContain(-1);
+    expect(errors.mock.calls.filter(([, msg]) => msg === 'queue worker error')).toEqual([]);
+    expect(worker.stats().legsApplied).toBe(1 + 2 * 100);
   });
 
   it('a credit leg lost after its debit committed is re-driven from the debited row', async () => {
