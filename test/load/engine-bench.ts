@@ -90,7 +90,7 @@ runMain(async () => {
         url: `http://127.0.0.1:${port}`,
         connections: Number(values.connections),
         duration: seconds,
-        // An open loop (requests per second from all connections) instead of a closed one.
+        // At most this many requests a second from all connections (bursts each second, not paced).
         ...(values.rate ? { overallRate: Math.min(RATE_MAX, Number(values.rate)) } : {}),
         requests: [
           {

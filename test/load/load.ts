@@ -241,7 +241,7 @@ type Target = {
   requests: autocannon.Request[];
 };
 
-/** Drives the target with autocannon: closed loop over the connections, or at a fixed rate. */
+/** Drives the target with autocannon: closed loop over the connections, or capped at a rate. */
 async function drive(
   target: (seen: Seen, next: () => number) => Target,
   s: Scenario,
@@ -272,6 +272,8 @@ async function drive(
       // One request per move: a classic strategy's POST, or Ledgerline's POST with Prefer: wait
       // (only a move still pending after the wait costs a second request, the long-poll).
       ...(s.requests ? { amount: s.requests } : { duration: opts.seconds }),
+      // At most this many a second, split over the connections. autocannon does not pace them:
+      // each connection sends its share as soon as it can from the start of each second.
       ...(opts.rate ? { overallRate: opts.rate } : {}),
       headers: { 'content-type': 'application/json' },
       requests,
