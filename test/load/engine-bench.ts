@@ -90,7 +90,8 @@ runMain(async () => {
         url: `http://127.0.0.1:${port}`,
         connections: Number(values.connections),
         duration: seconds,
-        // At most this many requests a second from all connections (bursts each second, not paced).
+        // At most this many requests a second from all connections: autocannon's cap, which sends
+        // each connection's share in a burst from the start of each second (the lab paces).
         ...(values.rate ? { overallRate: Math.min(RATE_MAX, Number(values.rate)) } : {}),
         requests: [
           {

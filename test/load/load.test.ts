@@ -101,6 +101,28 @@ it('double-spend: only unsafe lets both 4,000.00 withdrawals from 5,000.00 throu
   expect(Number(within)).toBeLessThanOrEqual(Number(served));
 });
 
+it('at a rate: moves are paced, each is made once, and the safe strategies keep every cent', async () => {
+  const { records: run } = await runScenario({
+    ...base,
+    scenario: 'hot-source',
+    strategies: ['for-update', 'ledgerline'],
+    rate: 200,
+  });
+  for (const r of run) {
+    expect({ strategy: r.strategy, drift: r.money_drift, correct: r.correct }).toEqual({
+      strategy: r.strategy,
+      drift: '0',
+      correct: true,
+    });
+    expect(r.rate).toBe(200);
+    // 2 s at 200 a second: 400 due, and both strategies keep up at that rate.
+    const made = Object.values(r.outcomes).reduce((a, b) => a + b, 0);
+    expect(made).toBeGreaterThanOrEqual(380);
+    expect(made).toBeLessThanOrEqual(400);
+    expect(r.outcomes.ok).toBe(made);
+  }
+});
+
 it('the chart is an SVG with every strategy of the run in it', async () => {
   const svg = await chartSvg(records, 'test');
   expect(svg.startsWith('<svg')).toBe(true);

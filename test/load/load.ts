@@ -19,6 +19,7 @@ import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
 import { Submitter } from '../../src/transfers/submit';
 import { processEnv, spawnScript, type Child } from '../support/processes';
 import { deleteKeys } from '../support/test-env';
+import { paced } from './paced';
 import { CLASSIC_NAMES, CLASSIC_SCHEMA, type Move } from './strategies';
 
 export const SCENARIOS = ['hot-source', 'hot-destination', 'uniform', 'double-spend'] as const;
@@ -241,7 +242,7 @@ type Target = {
   requests: autocannon.Request[];
 };
 
-/** Drives the target with autocannon: closed loop over the connections, or capped at a rate. */
+/** Drives the target: a closed loop over the connections (autocannon), or paced at `rate`. */
 async function drive(
   target: (seen: Seen, next: () => number) => Target,
   s: Scenario,
@@ -261,6 +262,43 @@ async function drive(
   let counter = 0;
   const next = () => counter++;
   const { url, requests } = target(seen, next);
+  const progress = setInterval(() => {
+    const elapsed = (performance.now() - started) / 1000;
+    opts.progress?.(
+      `${label}: ${elapsed.toFixed(0)} s, ${seen.outcomes.size} final, ${Math.round(seen.outcomes.size / elapsed)}/s`,
+    );
+  }, PROGRESS_INTERVAL_MS);
+  try {
+    if (opts.rate) {
+      await paced({
+        url,
+        connections: opts.connections,
+        rate: opts.rate,
+        ...(s.requests ? { amount: s.requests } : { seconds: opts.seconds }),
+        headers: { 'content-type': 'application/json' },
+        requests,
+        timeoutS: LONG_POLL_S + 10,
+        // A move's latency counts from when it was due, time waiting for a connection included.
+        due: (context, dueMs) => ((context as Ctx).t0 = dueMs),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+    } else {
+      await closedLoop(url, requests, s, opts);
+    }
+  } finally {
+    clearInterval(progress);
+  }
+  seen.seconds = (performance.now() - started) / 1000;
+  return seen;
+}
+
+/** autocannon over the connections, each sending its next request when the last is answered. */
+async function closedLoop(
+  url: string,
+  requests: autocannon.Request[],
+  s: Scenario,
+  opts: LabOptions,
+): Promise<void> {
   let finish!: (err: Error | null) => void;
   const finished = new Promise<void>((resolve, reject) => {
     finish = (err) => (err ? reject(err) : resolve());
@@ -272,9 +310,6 @@ async function drive(
       // One request per move: a classic strategy's POST, or Ledgerline's POST with Prefer: wait
       // (only a move still pending after the wait costs a second request, the long-poll).
       ...(s.requests ? { amount: s.requests } : { duration: opts.seconds }),
-      // At most this many a second, split over the connections. autocannon does not pace them:
-      // each connection sends its share as soon as it can from the start of each second.
-      ...(opts.rate ? { overallRate: opts.rate } : {}),
       headers: { 'content-type': 'application/json' },
       requests,
       timeout: LONG_POLL_S + 10,
@@ -283,20 +318,11 @@ async function drive(
   );
   const abort = () => instance.stop();
   opts.signal?.addEventListener('abort', abort);
-  const progress = setInterval(() => {
-    const elapsed = (performance.now() - started) / 1000;
-    opts.progress?.(
-      `${label}: ${elapsed.toFixed(0)} s, ${seen.outcomes.size} final, ${Math.round(seen.outcomes.size / elapsed)}/s`,
-    );
-  }, PROGRESS_INTERVAL_MS);
   try {
     await finished;
   } finally {
-    clearInterval(progress);
     opts.signal?.removeEventListener('abort', abort);
   }
-  seen.seconds = (performance.now() - started) / 1000;
-  return seen;
 }
 
 type Ctx = { i?: number; t0?: number; id?: string; final?: boolean };

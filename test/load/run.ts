@@ -66,7 +66,7 @@ runMain(async () => {
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`;
   console.log(`machine: ${machine}`);
   console.log(
-    `load: ${connections} connections, ${rate ? `at most ${rate} requests/s (sent in bursts each second)` : 'closed loop'}, ${seconds} s per strategy`,
+    `load: ${connections} connections, ${rate ? `open loop at ${rate} moves/s` : 'closed loop'}, ${seconds} s per strategy`,
   );
   const all: LabRecord[] = [];
   try {

@@ -1,0 +1,121 @@
+// The lab's open loop: moves start evenly spaced at the rate (not in a burst at each second's
+// start, as autocannon's overallRate sends them), a move that waits for a connection counts its
+// latency from when it was due, and a move runs its request chain as autocannon would.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type autocannon from 'autocannon';
+import { afterEach, expect, it } from 'vitest';
+import { paced } from './paced';
+
+let server: Server | undefined;
+afterEach(async () => {
+  await new Promise((r) => server?.close(r));
+  server = undefined;
+});
+
+/** A server that answers every request after `delayMs`, noting when each arrived and its path. */
+async function serve(delayMs: number): Promise<{ url: string; arrivals: [number, string][] }> {
+  const arrivals: [number, string][] = [];
+  server = createServer((req, res) => {
+    arrivals.push([performance.now(), req.url ?? '']);
+    req.resume();
+    req.on('end', () => setTimeout(() => res.end('{"ok":true}'), delayMs));
+  });
+  await new Promise<void>((r) => server!.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, arrivals };
+}
+
+function oneRequest(onDone: (ms: number) => void): autocannon.Request[] {
+  return [
+    {
+      method: 'POST',
+      path: '/move',
+      onResponse: (_status, _body, context: { due?: number }) =>
+        onDone(performance.now() - context.due!),
+    },
+  ];
+}
+
+it('starts moves evenly spaced at the rate, not in a burst at the start of each second', async () => {
+  const { url, arrivals } = await serve(0);
+  const started = performance.now();
+  const { errors } = await paced({
+    url,
+    connections: 50,
+    rate: 400,
+    seconds: 2,
+    headers: {},
+    requests: oneRequest(() => {}),
+    timeoutS: 5,
+    due: (c, ms) => ((c as { due?: number }).due = ms),
+  });
+  expect(errors).toBe(0);
+  expect(arrivals.length).toBeGreaterThanOrEqual(780);
+  expect(arrivals.length).toBeLessThanOrEqual(800);
+  // 40 a tenth of a second; sent in bursts, most of each second's 400 would land in one tenth.
+  const perTenth = new Array<number>(20).fill(0);
+  for (const [at] of arrivals) perTenth[Math.min(19, Math.floor((at - started) / 100))]! += 1;
+  expect(Math.max(...perTenth)).toBeLessThanOrEqual(70);
+  expect(Math.min(...perTenth)).toBeGreaterThanOrEqual(15);
+});
+
+it('counts a move’s latency from when it was due, its wait for a connection included', async () => {
+  // One connection, answers after 50 ms: 20 moves a second at most, 40 due.
+  const { url } = await serve(50);
+  const latencies: number[] = [];
+  await paced({
+    url,
+    connections: 1,
+    rate: 40,
+    amount: 40,
+    headers: {},
+    requests: oneRequest((ms) => latencies.push(ms)),
+    timeoutS: 5,
+    due: (c, ms) => ((c as { due?: number }).due = ms),
+  });
+  expect(latencies).toHaveLength(40);
+  // The last was due at 975 ms and started after the other 39 (about 1,950 ms).
+  expect(Math.max(...latencies)).toBeGreaterThan(800);
+  expect(Math.min(...latencies)).toBeGreaterThanOrEqual(45);
+});
+
+it('runs each move’s request chain; a falsy setupRequest ends the move there', async () => {
+  const { url, arrivals } = await serve(0);
+  let n = 0;
+  const requests: autocannon.Request[] = [
+    {
+      method: 'POST',
+      setupRequest: (req, context: { i?: number }) => {
+        context.i = n++;
+        return { ...req, path: `/first/${context.i}` };
+      },
+    },
+    {
+      method: 'GET',
+      // Only even moves make a second request.
+      setupRequest: (req, context: { i?: number }) =>
+        context.i! % 2 === 0
+          ? { ...req, path: `/second/${context.i}` }
+          : (null as unknown as typeof req),
+    },
+  ];
+  await paced({
+    url,
+    connections: 4,
+    rate: 200,
+    amount: 20,
+    headers: {},
+    requests,
+    timeoutS: 5,
+    due: () => {},
+  });
+  const paths = arrivals.map(([, p]) => p);
+  expect(paths.filter((p) => p.startsWith('/first/'))).toHaveLength(20);
+  expect(paths.filter((p) => p.startsWith('/second/')).sort()).toEqual(
+    Array.from({ length: 10 }, (_, k) => `/second/${2 * k}`).sort(),
+  );
+  // Each second request follows its own first.
+  for (let k = 0; k < 20; k += 2) {
+    expect(paths.indexOf(`/second/${k}`)).toBeGreaterThan(paths.indexOf(`/first/${k}`));
+  }
+});

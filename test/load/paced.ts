@@ -1,0 +1,154 @@
+// An open loop for the lab's `--rate`: moves start at evenly spaced times, whatever the answers
+// do. autocannon's `overallRate` only caps a connection's requests per second (it sends each
+// second's share at once from the start of the second), so a rated run would measure bursts.
+// Here a move is due every 1/rate s; it starts on a free connection of at most `connections`, and
+// one due while all are busy waits for one, its latency counted from when it was due (no
+// coordinated omission). A move runs the same request chain autocannon would: each request's
+// `setupRequest` builds it from the one before's context (a falsy answer ends the move) and its
+// `onResponse` reads the answer.
+import { Agent, request } from 'node:http';
+import type autocannon from 'autocannon';
+
+export type PacedOptions = {
+  url: string;
+  /** Connections open at most: moves in flight at once. */
+  connections: number;
+  /** Moves started per second, evenly spaced. */
+  rate: number;
+  /** Stop starting moves after this many seconds (those started finish)... */
+  seconds?: number;
+  /** ...or after this many moves. */
+  amount?: number;
+  headers: Record<string, string>;
+  requests: autocannon.Request[];
+  /** Each request's timeout. */
+  timeoutS: number;
+  /** Called with a move's context and when it was due (performance.now()), before it is sent. */
+  due: (context: Record<string, unknown>, dueMs: number) => void;
+  signal?: AbortSignal;
+};
+
+type Built = { method?: string; path?: string; headers?: Record<string, string>; body?: unknown };
+
+/**
+ * Runs the moves; resolves when the last started one has finished, with the number of requests
+ * that got no answer (refused, reset or timed out: the move ends there, as in autocannon).
+ */
+export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
+  const url = new URL(opts.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: opts.connections });
+  const intervalMs = 1000 / opts.rate;
+  const started = performance.now();
+  const endMs = opts.seconds === undefined ? Infinity : started + opts.seconds * 1000;
+  const waiting: number[] = [];
+  let scheduled = 0;
+  let inFlight = 0;
+  let stopped = false;
+  let errors = 0;
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+
+  const send = (built: Built): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const req = request(
+        {
+          agent,
+          host: url.hostname,
+          port: url.port,
+          method: built.method ?? 'GET',
+          path: built.path ?? '/',
+          headers: built.headers ?? opts.headers,
+          timeout: opts.timeoutS * 1000,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('request timed out')));
+      req.on('error', reject);
+      req.end(typeof built.body === 'string' ? built.body : undefined);
+    });
+
+  const move = async (dueMs: number): Promise<void> => {
+    const context: Record<string, unknown> = {};
+    for (let k = 0; k < opts.requests.length; k++) {
+      const r = opts.requests[k]!;
+      const defaults = { method: r.method, path: r.path, headers: opts.headers, body: r.body };
+      const setup = r.setupRequest as ((req: Built, c: unknown) => Built | null) | undefined;
+      const built = setup ? setup(defaults, context) : defaults;
+      if (!built) return;
+      if (k === 0) opts.due(context, dueMs);
+      const { status, body } = await send(built);
+      (r.onResponse as ((s: number, b: string, c: unknown) => void) | undefined)?.(
+        status,
+        body,
+        context,
+      );
+    }
+  };
+
+  const settle = () => {
+    if (inFlight === 0 && waiting.length === 0 && (stopped || allScheduled())) done();
+  };
+  const allScheduled = () =>
+    (opts.amount !== undefined && scheduled >= opts.amount) || performance.now() >= endMs;
+
+  const startWaiting = () => {
+    while (!stopped && inFlight < opts.connections && waiting.length > 0) {
+      const dueMs = waiting.shift()!;
+      inFlight += 1;
+      move(dueMs)
+        .catch(() => {
+          errors += 1;
+        })
+        .finally(() => {
+          inFlight -= 1;
+          startWaiting();
+          settle();
+        });
+    }
+  };
+
+  let timer: NodeJS.Timeout | undefined;
+  const tick = () => {
+    const now = performance.now();
+    while (!stopped && !allScheduled()) {
+      const dueMs = started + scheduled * intervalMs;
+      if (dueMs > now || dueMs >= endMs) break;
+      scheduled += 1;
+      waiting.push(dueMs);
+    }
+    startWaiting();
+    if (stopped || allScheduled()) {
+      // At the end of a timed run, moves still waiting for a connection are dropped (those
+      // started finish); a counted run (`amount`) makes every one.
+      if (opts.amount === undefined) waiting.length = 0;
+      settle();
+      return;
+    }
+    const nextMs = started + scheduled * intervalMs;
+    timer = setTimeout(tick, Math.max(0, nextMs - performance.now()));
+  };
+  const abort = () => {
+    stopped = true;
+    if (timer) clearTimeout(timer);
+    waiting.length = 0;
+    agent.destroy();
+    done();
+  };
+  opts.signal?.addEventListener('abort', abort);
+  tick();
+  try {
+    await finished;
+  } finally {
+    if (timer) clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', abort);
+    agent.destroy();
+  }
+  return { errors };
+}
