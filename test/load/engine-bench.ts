@@ -1,7 +1,7 @@
 // `npm run bench -- intake|drain|refusals [--seconds N] [--transfers N] [--connections N]
 // [--rate R]`: the two halves of Ledgerline measured alone, and its admission control.
-// `intake`: the web process with no worker, POSTs of a hot-source transfer by 200 autocannon
-// connections; reports accepted/s. `drain`: N transfers recorded with no worker running, then one
+// `intake`: the web process with no worker, POSTs of a hot-source transfer by 200 connections
+// (a closed loop; with --rate, the lab's paced open loop); reports accepted/s. `drain`: N transfers recorded with no worker running, then one
 // worker process started; reports transfers applied per second. `refusals`: the hot partition's
 // backlog filled to its cap with no worker running, then the same POSTs (say `--connections
 // 1000`): every one must be refused at once with 503 and Retry-After, recording nothing (the run
@@ -21,7 +21,15 @@ import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
 import { Submitter, type Command } from '../../src/transfers/submit';
 import { processEnv, spawnScript } from '../support/processes';
 import { freePort } from '../support/servers';
-import { drained, dropStores, freshStores, servedWithin, untilHttp } from './load';
+import {
+  WARMUP_MS_DEFAULT,
+  drained,
+  dropStores,
+  freshStores,
+  servedWithin,
+  untilHttp,
+} from './load';
+import { paced } from './paced';
 
 const TRANSFERS_MAX = 1_000_000;
 const SECONDS_MAX = 600;
@@ -29,6 +37,19 @@ const PAYEES = 200;
 const RATE_MAX = 100_000;
 /** DESIGN.md: what is refused is refused within this. */
 const REFUSAL_BOUND_S = 0.05;
+
+/** What the load generator saw: answers by class, and their latencies in ms. */
+type Driven = {
+  ok: number;
+  refused: number;
+  total: number;
+  failed: string;
+  p50: number;
+  p99: number;
+  max: number;
+  /** Paced runs: the p99 of the requests due after the warm-up (the first 2 s). */
+  p99AfterWarmup?: number;
+};
 
 async function countTransfers(pool: pg.Pool): Promise<number> {
   const res = await pool.query<{ n: string }>('SELECT count(*) AS n FROM transfers');
@@ -83,44 +104,103 @@ runMain(async () => {
     const to = payees.rows.map((r) => r.id);
     // Made in bulk by SQL: their partition column is filled as a worker would at start.
     await backfillPartitions(pool, config.partitions, (id) => partitionOf(id, config.partitions));
-    /** The POSTs of both HTTP modes: the hot-source transfer, each with its own key. */
-    const hotSource = (port: number, onResponse?: (status: number, headers: Headers) => void) => {
+    /**
+     * The POSTs of both HTTP modes, the hot-source transfer, each with its own key: a closed
+     * loop over the connections (autocannon), or with `--rate` the lab's paced open loop (each
+     * latency counted from when its request was due).
+     */
+    const hotSource = async (
+      port: number,
+      onResponse?: (status: number, headers: Headers) => void,
+    ): Promise<Driven> => {
       let n = 0;
-      return autocannon({
-        url: `http://127.0.0.1:${port}`,
+      const request: autocannon.Request = {
+        method: 'POST',
+        path: '/v1/transfers',
+        setupRequest: (req) => {
+          const i = n++;
+          return {
+            ...req,
+            headers: {
+              authorization: `Bearer ${key}`,
+              'content-type': 'application/json',
+              'idempotency-key': `bench-${i}`,
+            },
+            body: JSON.stringify({
+              from_account_id: payer.id,
+              to_account_id: to[i % PAYEES],
+              amount: '1',
+              currency: 'EUR',
+            }),
+          };
+        },
+      };
+      const headersOf = (raw: unknown) => new Headers(raw as Record<string, string>);
+      const url = `http://127.0.0.1:${port}`;
+      if (!values.rate) {
+        const result = await autocannon({
+          url,
+          connections: Number(values.connections),
+          duration: seconds,
+          requests: [
+            {
+              ...request,
+              onResponse: (status, _body, _context, headers) =>
+                onResponse?.(status, headersOf(headers)),
+            },
+          ],
+        });
+        return {
+          ok: result['2xx'],
+          refused: result.non2xx,
+          total: result.requests.total,
+          failed: `${result.errors} errors (${result.timeouts} timeouts)`,
+          p50: result.latency.p50,
+          p99: result.latency.p99,
+          max: result.latency.max,
+        };
+      }
+      const latencies: number[] = [];
+      const warm: number[] = [];
+      const warmFromMs = performance.now() + WARMUP_MS_DEFAULT;
+      let ok = 0;
+      let refused = 0;
+      const { errors } = await paced({
+        url,
         connections: Number(values.connections),
-        duration: seconds,
-        // At most this many requests a second from all connections: autocannon's cap, which sends
-        // each connection's share in a burst from the start of each second (the lab paces).
-        ...(values.rate ? { overallRate: Math.min(RATE_MAX, Number(values.rate)) } : {}),
+        rate: Math.min(RATE_MAX, Number(values.rate)),
+        seconds,
+        headers: {},
         requests: [
           {
-            method: 'POST',
-            path: '/v1/transfers',
-            setupRequest: (req) => {
-              const i = n++;
-              return {
-                ...req,
-                headers: {
-                  authorization: `Bearer ${key}`,
-                  'content-type': 'application/json',
-                  'idempotency-key': `bench-${i}`,
-                },
-                body: JSON.stringify({
-                  from_account_id: payer.id,
-                  to_account_id: to[i % PAYEES],
-                  amount: '1',
-                  currency: 'EUR',
-                }),
-              };
+            ...request,
+            onResponse: (status, _body, context: { dueMs?: number }, headers) => {
+              const ms = performance.now() - context.dueMs!;
+              latencies.push(ms);
+              if (context.dueMs! >= warmFromMs) warm.push(ms);
+              if (status >= 200 && status < 300) ok += 1;
+              else refused += 1;
+              onResponse?.(status, headersOf(headers));
             },
-            onResponse: onResponse
-              ? (status, _body, _context, headers) =>
-                  onResponse(status, new Headers(headers as Record<string, string>))
-              : undefined,
           },
         ],
+        timeoutS: 10,
+        due: (context, dueMs) => ((context as { dueMs?: number }).dueMs = dueMs),
       });
+      latencies.sort((a, b) => a - b);
+      warm.sort((a, b) => a - b);
+      const at = (q: number, sorted = latencies) =>
+        Math.round(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? 0);
+      return {
+        ok,
+        refused,
+        total: latencies.length,
+        failed: `${errors} errors`,
+        p50: at(0.5),
+        p99: at(0.99),
+        max: Math.round(latencies.at(-1) ?? 0),
+        p99AfterWarmup: at(0.99, warm),
+      };
     };
     if (mode === 'intake' || mode === 'refusals') {
       let before = 0;
@@ -154,7 +234,7 @@ runMain(async () => {
             if (status === 202 && capMs === undefined) acceptedBeforeCap += 1;
             if (status === 503) capMs ??= performance.now() - startedMs;
           });
-          const accepted = result['2xx'];
+          const accepted = result.ok;
           const untilCap =
             capMs === undefined
               ? ''
@@ -162,7 +242,7 @@ runMain(async () => {
                 `${Math.round(acceptedBeforeCap / (capMs / 1000))} accepted/s until then`;
           console.log(
             `intake alone: ${Math.round(accepted / seconds)} accepted/s (${accepted} in ${seconds} s, ` +
-              `${result.non2xx} refused), p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms` +
+              `${result.refused} refused), p50 ${result.p50} ms, p99 ${result.p99} ms` +
               untilCap,
           );
         } else {
@@ -180,9 +260,12 @@ runMain(async () => {
           const served = await servedWithin(`http://127.0.0.1:${port}/metrics`, REFUSAL_BOUND_S);
           console.log(
             `refusals at the backlog cap, ${values.connections} connections: ` +
-              `${Math.round(result.requests.total / seconds)} answers/s, ` +
-              `p50 ${result.latency.p50} ms, p99 ${result.latency.p99} ms, max ${result.latency.max} ms, ` +
-              `${result.errors} errors (${result.timeouts} timeouts); web's own time within ` +
+              `${Math.round(result.total / seconds)} answers/s, ` +
+              `p50 ${result.p50} ms, p99 ${result.p99} ms, max ${result.max} ms, ` +
+              (result.p99AfterWarmup === undefined
+                ? ''
+                : `p99 after the first 2 s ${result.p99AfterWarmup} ms, `) +
+              `${result.failed}; web's own time within ` +
               `${REFUSAL_BOUND_S * 1000} ms: ${served}; ` +
               `answers ${JSON.stringify(Object.fromEntries(answers))}; recorded meanwhile: ${recorded}`,
           );

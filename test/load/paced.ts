@@ -5,8 +5,8 @@
 // one due while all are busy waits for one, its latency counted from when it was due (no
 // coordinated omission). A move runs the same request chain autocannon would: each request's
 // `setupRequest` builds it from the one before's context (a falsy answer ends the move) and its
-// `onResponse` reads the answer.
-import { Agent, request } from 'node:http';
+// `onResponse` reads the answer (status, body, context and headers).
+import { Agent, request, type IncomingHttpHeaders } from 'node:http';
 import type autocannon from 'autocannon';
 
 export type PacedOptions = {
@@ -53,7 +53,9 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));
 
-  const send = (built: Built): Promise<{ status: number; body: string }> =>
+  const send = (
+    built: Built,
+  ): Promise<{ status: number; body: string; headers: IncomingHttpHeaders }> =>
     new Promise((resolve, reject) => {
       const req = request(
         {
@@ -69,7 +71,11 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () =>
-            resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+            resolve({
+              status: res.statusCode ?? 0,
+              body: Buffer.concat(chunks).toString(),
+              headers: res.headers,
+            }),
           );
           res.on('error', reject);
         },
@@ -88,12 +94,9 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
       const built = setup ? setup(defaults, context) : defaults;
       if (!built) return;
       if (k === 0) opts.due(context, dueMs);
-      const { status, body } = await send(built);
-      (r.onResponse as ((s: number, b: string, c: unknown) => void) | undefined)?.(
-        status,
-        body,
-        context,
-      );
+      const { status, body, headers } = await send(built);
+      type OnResponse = (s: number, b: string, c: unknown, h: IncomingHttpHeaders) => void;
+      (r.onResponse as OnResponse | undefined)?.(status, body, context, headers);
     }
   };
 
