@@ -82,6 +82,7 @@ it('counts a move’s latency from when it was due, its wait for a connection in
 it('runs each move’s request chain; a falsy setupRequest ends the move there', async () => {
   const { url, arrivals } = await serve(0);
   let n = 0;
+  const answered: unknown[] = [];
   const requests: autocannon.Request[] = [
     {
       method: 'POST',
@@ -89,6 +90,9 @@ it('runs each move’s request chain; a falsy setupRequest ends the move there',
         context.i = n++;
         return { ...req, path: `/first/${context.i}` };
       },
+      // Status, body and headers reach the chain, as autocannon hands them over.
+      onResponse: (status, body, _context, headers) =>
+        answered.push([status, body, (headers as Record<string, string>)['content-length']]),
     },
     {
       method: 'GET',
@@ -109,6 +113,7 @@ it('runs each move’s request chain; a falsy setupRequest ends the move there',
     timeoutS: 5,
     due: () => {},
   });
+  expect(answered).toEqual(Array.from({ length: 20 }, () => [200, '{"ok":true}', '11']));
   const paths = arrivals.map(([, p]) => p);
   expect(paths.filter((p) => p.startsWith('/first/'))).toHaveLength(20);
   expect(paths.filter((p) => p.startsWith('/second/')).sort()).toEqual(
