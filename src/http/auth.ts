@@ -36,6 +36,13 @@ export class KeyStore {
    */
   private readonly cache = new Map<string, { principal: Principal | null; expiresAtMs: number }>();
 
+  /**
+   * Lookups in flight, by secret: the requests that find a key unknown, or its entry expired,
+   * while it is being looked up share that one lookup. Under a flash crowd every request of a
+   * key would otherwise query PostgreSQL at once, at start and again each time its entry expires.
+   */
+  private readonly resolving = new Map<string, Promise<Principal | null>>();
+
   /** The admin key's hash, computed once; a new secret is compared hash to hash in constant time. */
   private readonly adminHash: Buffer | undefined;
 
@@ -52,10 +59,19 @@ export class KeyStore {
     return cached && cached.expiresAtMs > Date.now() ? (cached.principal ?? undefined) : undefined;
   }
 
-  async resolve(secret: string): Promise<Principal | null> {
-    const now = Date.now();
+  resolve(secret: string): Promise<Principal | null> {
     const cached = this.cache.get(secret);
-    if (cached && cached.expiresAtMs > now) return cached.principal;
+    if (cached && cached.expiresAtMs > Date.now()) return Promise.resolve(cached.principal);
+    let lookup = this.resolving.get(secret);
+    if (!lookup) {
+      lookup = this.lookUp(secret).finally(() => this.resolving.delete(secret));
+      this.resolving.set(secret, lookup);
+    }
+    return lookup;
+  }
+
+  private async lookUp(secret: string): Promise<Principal | null> {
+    const now = Date.now();
     const hash = hashSecret(secret);
     let principal: Principal | null;
     if (this.adminHash && timingSafeEqual(Buffer.from(hash, 'hex'), this.adminHash)) {

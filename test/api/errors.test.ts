@@ -2,7 +2,7 @@
 // problem+json, and that a rejected request leaves no trace.
 import { randomUUID } from 'node:crypto';
 import { compileErrors, validate } from '@readme/openapi-parser';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { WebProcess } from '../../src/app/web-process';
 import { createTestEnv, type TestEnv } from '../support/test-env';
 import { caller, createTestWeb, type Call } from '../support/web';
@@ -83,6 +83,34 @@ describe('authentication and scopes', () => {
     expectProblem(await call('GET', '/v1/reconciliation', { key: secret }), 403, 'forbidden');
     expectProblem(await call('GET', '/admin/queues', { key: secret }), 403, 'forbidden');
     expect(await transferCount()).toBe(before);
+  });
+
+  it('the requests of a key not yet known, arriving together, share one lookup of it', async () => {
+    const made = await call('POST', '/v1/api-keys', { body: { name: 'crowd', scopes: ['read'] } });
+    const secret: string = made.json.secret;
+    const query = vi.spyOn(web.deps.pool, 'query');
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 50 }, () => call('GET', `/v1/accounts/${alice}`, { key: secret })),
+      );
+      expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+      const lookups = query.mock.calls.filter(
+        ([q]) => typeof q === 'string' && q.includes('FROM api_keys'),
+      );
+      expect(lookups).toHaveLength(1);
+      // An unknown key's requests too, and each is refused.
+      const unknown = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          call('GET', `/v1/accounts/${alice}`, { key: 'llk_nobody_0123456789abcdef' }),
+        ),
+      );
+      for (const u of unknown) expectProblem(u, 401, 'unauthorized');
+      expect(
+        query.mock.calls.filter(([q]) => typeof q === 'string' && q.includes('FROM api_keys')),
+      ).toHaveLength(2);
+    } finally {
+      query.mockRestore();
+    }
   });
 
   it('a browser may send the admin key as the password of HTTP Basic auth to open the dashboard', async () => {
