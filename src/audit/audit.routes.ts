@@ -22,6 +22,7 @@ const ACTIONS: Record<string, string> = {
   'POST /v1/transfers/:id/reversals': 'reversal.create',
   'POST /v1/transfers/:id/cancel': 'transfer.cancel',
   'POST /v1/api-keys': 'api_key.create',
+  'DELETE /v1/api-keys/:id': 'api_key.revoke',
   'POST /v1/interest-runs': 'interest_run.create',
 };
 /** A client's own request id is kept when it is short printable ASCII; otherwise one is made. */

@@ -70,6 +70,13 @@ export class KeyStore {
     return lookup;
   }
 
+  /** Forgets what this process knows of a key (revoked): its next request looks it up again. */
+  forget(keyId: string): void {
+    for (const [secret, entry] of this.cache) {
+      if (entry.principal?.keyId === keyId) this.cache.delete(secret);
+    }
+  }
+
   private async lookUp(secret: string): Promise<Principal | null> {
     const now = Date.now();
     const hash = hashSecret(secret);

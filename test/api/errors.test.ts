@@ -43,6 +43,19 @@ function expectProblem(
   expect(res.json.status).toBe(status);
 }
 
+/** A deposit of 1 into Alice's account with `key`, refused with `status` and `code`. */
+async function expectDepositRefused(key: string, status: number, code: string): Promise<void> {
+  expectProblem(
+    await call('POST', '/v1/deposits', {
+      key,
+      idem: randomUUID(),
+      body: { account_id: alice, amount: '1', currency: 'EUR' },
+    }),
+    status,
+    code,
+  );
+}
+
 describe('authentication and scopes', () => {
   it('no key and a wrong key get 401 unauthorized', async () => {
     expectProblem(await call('GET', `/v1/accounts/${alice}`, { key: null }), 401, 'unauthorized');
@@ -66,15 +79,7 @@ describe('authentication and scopes', () => {
 
     expect((await call('GET', `/v1/accounts/${alice}`, { key: secret })).status).toBe(200);
     const before = await transferCount();
-    expectProblem(
-      await call('POST', '/v1/deposits', {
-        key: secret,
-        idem: 'k1',
-        body: { account_id: alice, amount: '1', currency: 'EUR' },
-      }),
-      403,
-      'forbidden',
-    );
+    await expectDepositRefused(secret, 403, 'forbidden');
     expectProblem(
       await call('POST', '/v1/accounts', { key: secret, body: { holder: 'x', currency: 'EUR' } }),
       403,
@@ -83,6 +88,51 @@ describe('authentication and scopes', () => {
     expectProblem(await call('GET', '/v1/reconciliation', { key: secret }), 403, 'forbidden');
     expectProblem(await call('GET', '/admin/queues', { key: secret }), 403, 'forbidden');
     expect(await transferCount()).toBe(before);
+  });
+
+  it('an admin revokes a key: it stops working at once here, and revoking it again answers the same', async () => {
+    const made = await call('POST', '/v1/api-keys', {
+      body: { name: 'leaked', scopes: ['read', 'transfers:write'] },
+    });
+    const secret: string = made.json.secret;
+    expect((await call('GET', `/v1/accounts/${alice}`, { key: secret })).status).toBe(200);
+    const other = (await call('POST', '/v1/api-keys', { body: { name: 'r', scopes: ['read'] } }))
+      .json.secret as string;
+    expectProblem(
+      await call('DELETE', `/v1/api-keys/${made.json.id}`, { key: other }),
+      403,
+      'forbidden',
+    );
+    expect((await call('GET', `/v1/accounts/${alice}`, { key: secret })).status).toBe(200);
+
+    const revoked = await call('DELETE', `/v1/api-keys/${made.json.id}`);
+    expect(revoked.status).toBe(200);
+    expect(revoked.json).toEqual({
+      id: made.json.id,
+      name: 'leaked',
+      scopes: ['read', 'transfers:write'],
+      created_at: made.json.created_at,
+      revoked_at: expect.any(String),
+    });
+    expect(JSON.stringify(revoked.json)).not.toContain(secret);
+    // Known to this process a moment ago, refused now: it forgot the key, not in 5 s.
+    expectProblem(await call('GET', `/v1/accounts/${alice}`, { key: secret }), 401, 'unauthorized');
+    const before = await transferCount();
+    await expectDepositRefused(secret, 401, 'unauthorized');
+    expect(await transferCount()).toBe(before);
+
+    const again = await call('DELETE', `/v1/api-keys/${made.json.id}`);
+    expect({ status: again.status, json: again.json }).toEqual({ status: 200, json: revoked.json });
+    expectProblem(await call('DELETE', `/v1/api-keys/${randomUUID()}`), 404, 'not_found');
+    expectProblem(await call('DELETE', '/v1/api-keys/admin'), 404, 'not_found');
+    await web.deps.audit.flush();
+    const trail = await call('GET', '/v1/audit-events?limit=10');
+    expect(
+      trail.json.data.filter(
+        (e: { action: string; target_id: string; status: number }) =>
+          e.action === 'api_key.revoke' && e.target_id === made.json.id && e.status === 200,
+      ),
+    ).toHaveLength(2);
   });
 
   it('the requests of a key not yet known, arriving together, share one lookup of it', async () => {

@@ -15,7 +15,7 @@ const ADMIN = 'test-admin-key-0123456789';
 let env: TestEnv;
 let web: WebProcess;
 let doc: OpenApiDoc;
-let ids: { account: string; other: string; completed: string };
+let ids: { account: string; other: string; completed: string; apiKey: string };
 
 type Param = { in: 'path' | 'query' | 'header'; name: string };
 type Operation = { parameters?: Param[]; requestBody?: { content: Record<string, unknown> } };
@@ -72,6 +72,7 @@ const BASES: Record<string, () => Base> = {
   'POST /v1/transfers/{id}/cancel': () => ({ path: { id: ids.completed }, query: {} }),
   'GET /v1/transfers/{id}': () => ({ path: { id: ids.completed }, query: { wait: '0' } }),
   'POST /v1/api-keys': () => ({ path: {}, query: {}, body: { name: 'n', scopes: ['read'] } }),
+  'DELETE /v1/api-keys/{id}': () => ({ path: { id: ids.apiKey }, query: {} }),
   'POST /v1/interest-runs': () => ({
     path: {},
     query: {},
@@ -123,7 +124,8 @@ beforeAll(async () => {
     'seed-t',
   );
   await env.waitForFinal([dep.id, t.id]);
-  ids = { account, other, completed: t.id };
+  const apiKey = (await post('/v1/api-keys', { name: 'revocable', scopes: ['read'] })).id;
+  ids = { account, other, completed: t.id, apiKey };
 });
 afterAll(async () => {
   await web.stop();
