@@ -50,13 +50,15 @@ it('starts moves evenly spaced at the rate, not in a burst at the start of each 
     due: (c, ms) => ((c as { due?: number }).due = ms),
   });
   expect(errors).toBe(0);
-  expect(arrivals.length).toBeGreaterThanOrEqual(780);
-  expect(arrivals.length).toBeLessThanOrEqual(800);
-  // 40 a tenth of a second; sent in bursts, most of each second's 400 would land in one tenth.
-  const perTenth = new Array<number>(20).fill(0);
-  for (const [at] of arrivals) perTenth[Math.min(19, Math.floor((at - started) / 100))]! += 1;
-  expect(Math.max(...perTenth)).toBeLessThanOrEqual(70);
-  expect(Math.min(...perTenth)).toBeGreaterThanOrEqual(15);
+  // Every move due in the 2 s is made, however busy the machine (late ones go out late).
+  expect(arrivals.length).toBe(800);
+  // 200 each half second. Sent in bursts from each second's start, as autocannon's rate does,
+  // nearly all of a second's 400 would land in its first half and none in its second; the
+  // bounds leave room for an event loop stalled by the tests running beside this one.
+  const perHalf = [0, 0, 0, 0];
+  for (const [at] of arrivals) perHalf[Math.min(3, Math.floor((at - started) / 500))]! += 1;
+  for (const n of perHalf) expect(n).toBeGreaterThanOrEqual(100);
+  for (const n of perHalf) expect(n).toBeLessThanOrEqual(300);
 });
 
 it('counts a move’s latency from when it was due, its wait for a connection included', async () => {

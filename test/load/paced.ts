@@ -100,11 +100,13 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
     }
   };
 
+  /** Every move due has been put in line: the count is reached, or the next is due past the end. */
+  const allScheduled = () =>
+    (opts.amount !== undefined && scheduled >= opts.amount) ||
+    started + scheduled * intervalMs >= endMs;
   const settle = () => {
     if (inFlight === 0 && waiting.length === 0 && (stopped || allScheduled())) done();
   };
-  const allScheduled = () =>
-    (opts.amount !== undefined && scheduled >= opts.amount) || performance.now() >= endMs;
 
   const startWaiting = () => {
     while (!stopped && inFlight < opts.connections && waiting.length > 0) {
@@ -122,29 +124,41 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
     }
   };
 
+  // Each move due up to now is put in line, however late the timer fired (a stalled event loop
+  // sends what fell due meanwhile at once, and their latencies show the stall).
   let timer: NodeJS.Timeout | undefined;
   const tick = () => {
     const now = performance.now();
     while (!stopped && !allScheduled()) {
       const dueMs = started + scheduled * intervalMs;
-      if (dueMs > now || dueMs >= endMs) break;
+      if (dueMs > now) break;
       scheduled += 1;
       waiting.push(dueMs);
     }
     startWaiting();
     if (stopped || allScheduled()) {
-      // At the end of a timed run, moves still waiting for a connection are dropped (those
-      // started finish); a counted run (`amount`) makes every one.
-      if (opts.amount === undefined) waiting.length = 0;
       settle();
       return;
     }
     const nextMs = started + scheduled * intervalMs;
     timer = setTimeout(tick, Math.max(0, nextMs - performance.now()));
   };
+  // At the end of a timed run, moves still waiting for a connection are dropped (those started
+  // finish); a counted run (`amount`) makes every one.
+  const end =
+    opts.seconds === undefined
+      ? undefined
+      : setTimeout(
+          () => {
+            waiting.length = 0;
+            settle();
+          },
+          Math.max(0, endMs - performance.now()),
+        );
   const abort = () => {
     stopped = true;
     if (timer) clearTimeout(timer);
+    if (end) clearTimeout(end);
     waiting.length = 0;
     agent.destroy();
     done();
@@ -155,6 +169,7 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
     await finished;
   } finally {
     if (timer) clearTimeout(timer);
+    if (end) clearTimeout(end);
     opts.signal?.removeEventListener('abort', abort);
     agent.destroy();
   }
