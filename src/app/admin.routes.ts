@@ -4,14 +4,19 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import { createRoute, z } from '@hono/zod-openapi';
-import { API_KEY_NAME_LENGTH_MAX, INTEREST_RATE_BPS_MAX } from '../config/limits';
+import {
+  API_KEY_NAME_LENGTH_MAX,
+  INTEREST_RATE_BPS_MAX,
+  PAGE_SIZE_DEFAULT,
+} from '../config/limits';
 import { getInterestRun, openInterestRun, type InterestRun } from '../transfers/interest';
 import { reconcile } from '../ledger/reconcile';
 import { SCOPES, hashSecret, newSecret, requireScope } from '../http/auth';
 import { ApiError } from '../http/problem';
 import { BEARER, newRouter } from '../http/router';
 import type { HttpDeps } from './deps';
-import { IdParam, StorableText, problemResponses } from '../http/schemas';
+import { IdParam, PageQuery, StorableText, problemResponses } from '../http/schemas';
+import { keysetCursor } from '../http/cursor';
 
 const CreateKeyBody = z
   .strictObject({
@@ -38,6 +43,36 @@ const RevokedKeyOut = z
     revoked_at: z.string(),
   })
   .openapi('RevokedApiKey');
+const KeyListed = z
+  .object({
+    id: z.uuid(),
+    name: z.string(),
+    scopes: z.array(z.enum(SCOPES)),
+    created_at: z.string(),
+    revoked_at: z.string().nullable(),
+  })
+  .openapi('ApiKeyListed');
+const KeyPage = z
+  .object({ data: z.array(KeyListed), next_cursor: z.string().nullable() })
+  .openapi('ApiKeyPage');
+const keyCursor = keysetCursor('k');
+
+type KeyRow = {
+  id: string;
+  name: string;
+  scopes: (typeof SCOPES)[number][];
+  created_at: Date;
+  revoked_at: Date | null;
+};
+function keyJson(row: KeyRow) {
+  return {
+    id: row.id,
+    name: row.name,
+    scopes: row.scopes,
+    created_at: row.created_at.toISOString(),
+    revoked_at: row.revoked_at?.toISOString() ?? null,
+  };
+}
 
 const InterestBody = z
   .strictObject({
@@ -114,6 +149,39 @@ export function adminRouter(deps: HttpDeps) {
     );
   });
 
+  const listKeys = createRoute({
+    method: 'get',
+    path: '/v1/api-keys',
+    summary: 'The API keys, newest first, revoked ones included (never their secrets)',
+    tags: ['admin'],
+    security: BEARER,
+    middleware: [requireScope('admin')] as const,
+    request: { query: PageQuery },
+    responses: {
+      200: { description: 'A page of keys', content: { 'application/json': { schema: KeyPage } } },
+      ...problemResponses(400, 401, 403, 429),
+    },
+  });
+  r.openapi(listKeys, async (c) => {
+    const { limit, cursor } = c.req.valid('query');
+    const pageSize = limit ?? PAGE_SIZE_DEFAULT;
+    const res = await deps.pool.query<KeyRow & { seq: string }>(
+      `SELECT id, name, scopes, created_at, revoked_at, seq FROM api_keys
+        WHERE $1::bigint IS NULL OR seq < $1
+        ORDER BY seq DESC LIMIT $2`,
+      [cursor === undefined ? null : keyCursor.decode(cursor).toString(), pageSize + 1],
+    );
+    const rows = res.rows.slice(0, pageSize);
+    const last = rows[rows.length - 1];
+    return c.json(
+      {
+        data: rows.map(keyJson),
+        next_cursor: res.rows.length > pageSize && last ? keyCursor.encode(BigInt(last.seq)) : null,
+      },
+      200,
+    );
+  });
+
   const revokeKey = createRoute({
     method: 'delete',
     path: '/v1/api-keys/{id}',
@@ -138,13 +206,7 @@ export function adminRouter(deps: HttpDeps) {
     const { id } = c.req.valid('param');
     // Anything but a uuid names no key (and may hold what PostgreSQL cannot take as text).
     const res = z.uuid().safeParse(id).success
-      ? await deps.pool.query<{
-          id: string;
-          name: string;
-          scopes: (typeof SCOPES)[number][];
-          created_at: Date;
-          revoked_at: Date;
-        }>(
+      ? await deps.pool.query<KeyRow & { revoked_at: Date }>(
           `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1
            RETURNING id, name, scopes, created_at, revoked_at`,
           [id],
@@ -154,16 +216,7 @@ export function adminRouter(deps: HttpDeps) {
     if (!row) throw new ApiError(404, 'not_found', 'no API key with that id');
     deps.keys.forget(row.id);
     c.set('auditTarget', row.id);
-    return c.json(
-      {
-        id: row.id,
-        name: row.name,
-        scopes: row.scopes,
-        created_at: row.created_at.toISOString(),
-        revoked_at: row.revoked_at.toISOString(),
-      },
-      200,
-    );
+    return c.json({ ...keyJson(row), revoked_at: row.revoked_at.toISOString() }, 200);
   });
 
   const interest = createRoute({

@@ -246,6 +246,8 @@ export const apiKeys = pgTable('api_keys', {
   scopes: text('scopes').array().notNull(),
   createdAt: tstz('created_at').notNull().defaultNow(),
   revokedAt: tstz('revoked_at'),
+  /** Creation order, for the admin's newest-first listing (its keyset cursor). */
+  seq: bigserial('seq', { mode: 'bigint' }).notNull().unique(),
 });
 
 /** One row per interest run: the run happens once per `as_of`, at one rate. */

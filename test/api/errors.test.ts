@@ -135,6 +135,39 @@ describe('authentication and scopes', () => {
     ).toHaveLength(2);
   });
 
+  it('an admin lists the keys newest first, a page at a time, revoked ones marked, never a secret', async () => {
+    const made: { id: string; secret: string }[] = [];
+    for (const name of ['list-a', 'list-b', 'list-c']) {
+      made.push((await call('POST', '/v1/api-keys', { body: { name, scopes: ['read'] } })).json);
+    }
+    await call('DELETE', `/v1/api-keys/${made[1]!.id}`);
+    const listed: { id: string; name: string; revoked_at: string | null }[] = [];
+    let cursor: string | null = null;
+    for (let pages = 0; pages < 50; pages++) {
+      const page = await call('GET', `/v1/api-keys?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(page.status).toBe(200);
+      expect(page.json.data.length).toBeLessThanOrEqual(2);
+      listed.push(...page.json.data);
+      cursor = page.json.next_cursor;
+      if (!cursor) break;
+    }
+    expect(cursor).toBeNull();
+    const ids = listed.map((k) => k.id);
+    expect(new Set(ids).size).toBe(ids.length);
+    const total = await env.pool.query<{ n: string }>('SELECT count(*) AS n FROM api_keys');
+    expect(ids).toHaveLength(Number(total.rows[0]!.n));
+    // Newest first: the three just made lead, c before b before a.
+    expect(listed.slice(0, 3).map((k) => [k.name, k.revoked_at === null])).toEqual([
+      ['list-c', true],
+      ['list-b', false],
+      ['list-a', true],
+    ]);
+    for (const k of listed)
+      expect(Object.keys(k).sort()).toEqual(['created_at', 'id', 'name', 'revoked_at', 'scopes']);
+    expectProblem(await call('GET', '/v1/api-keys', { key: made[0]!.secret }), 403, 'forbidden');
+    expectProblem(await call('GET', '/v1/api-keys?cursor=nope'), 400, 'validation_failed');
+  });
+
   it('the requests of a key not yet known, arriving together, share one lookup of it', async () => {
     const made = await call('POST', '/v1/api-keys', { body: { name: 'crowd', scopes: ['read'] } });
     const secret: string = made.json.secret;

@@ -73,6 +73,7 @@ const BASES: Record<string, () => Base> = {
   'GET /v1/transfers/{id}': () => ({ path: { id: ids.completed }, query: { wait: '0' } }),
   'POST /v1/api-keys': () => ({ path: {}, query: {}, body: { name: 'n', scopes: ['read'] } }),
   'DELETE /v1/api-keys/{id}': () => ({ path: { id: ids.apiKey }, query: {} }),
+  'GET /v1/api-keys': () => ({ path: {}, query: { limit: '2' } }),
   'POST /v1/interest-runs': () => ({
     path: {},
     query: {},
