@@ -95,7 +95,10 @@ runMain(async () => {
   if (values.chart) {
     writeFileSync(
       values.chart,
-      await chartSvg(all, `Flash-traffic lab: ${connections} connections, ${machine}`),
+      await chartSvg(
+        all,
+        `Flash-traffic lab: ${connections} connections${rate ? `, open loop at ${rate} moves/s` : ''}, ${machine}`,
+      ),
     );
   }
   if (abort.signal.aborted) process.exit(130);
