@@ -15,7 +15,8 @@ export type PacedOptions = {
   connections: number;
   /** Moves started per second, evenly spaced. */
   rate: number;
-  /** Stop starting moves after this many seconds (those started finish)... */
+  /** Moves are due for this many seconds (at the end, those still waiting for a connection are
+   * dropped and those started finish)... */
   seconds?: number;
   /** ...or after this many moves. */
   amount?: number;
@@ -45,7 +46,14 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
   const intervalMs = 1000 / opts.rate;
   const started = performance.now();
   const endMs = opts.seconds === undefined ? Infinity : started + opts.seconds * 1000;
-  const waiting: number[] = [];
+  /** Due times of the moves waiting for a connection, oldest first (a queue: shifted by index). */
+  let waiting: number[] = [];
+  let head = 0;
+  const waitingCount = () => waiting.length - head;
+  const dropWaiting = () => {
+    waiting = [];
+    head = 0;
+  };
   let scheduled = 0;
   let inFlight = 0;
   let stopped = false;
@@ -100,17 +108,23 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
     }
   };
 
+  let timeUp = false;
   /** Every move due has been put in line: the count is reached, or the next is due past the end. */
   const allScheduled = () =>
+    timeUp ||
     (opts.amount !== undefined && scheduled >= opts.amount) ||
     started + scheduled * intervalMs >= endMs;
   const settle = () => {
-    if (inFlight === 0 && waiting.length === 0 && (stopped || allScheduled())) done();
+    if (inFlight === 0 && waitingCount() === 0 && (stopped || allScheduled())) done();
   };
 
   const startWaiting = () => {
-    while (!stopped && inFlight < opts.connections && waiting.length > 0) {
-      const dueMs = waiting.shift()!;
+    while (!stopped && inFlight < opts.connections && waitingCount() > 0) {
+      const dueMs = waiting[head++]!;
+      if (head > 1024 && head * 2 > waiting.length) {
+        waiting = waiting.slice(head);
+        head = 0;
+      }
       inFlight += 1;
       move(dueMs)
         .catch(() => {
@@ -150,7 +164,8 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
       ? undefined
       : setTimeout(
           () => {
-            waiting.length = 0;
+            timeUp = true;
+            dropWaiting();
             settle();
           },
           Math.max(0, endMs - performance.now()),
@@ -159,7 +174,7 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
     stopped = true;
     if (timer) clearTimeout(timer);
     if (end) clearTimeout(end);
-    waiting.length = 0;
+    dropWaiting();
     agent.destroy();
     done();
   };
