@@ -11,12 +11,13 @@ import {
 } from '../config/limits';
 import { getInterestRun, openInterestRun, type InterestRun } from '../transfers/interest';
 import { reconcile } from '../ledger/reconcile';
-import { SCOPES, hashSecret, newSecret, requireScope } from '../http/auth';
+import { SCOPES, hashSecret, newSecret, requireScope, type Scope } from '../http/auth';
 import { ApiError } from '../http/problem';
 import { BEARER, newRouter } from '../http/router';
 import type { HttpDeps } from './deps';
 import { IdParam, PageQuery, StorableText, problemResponses } from '../http/schemas';
 import { keysetCursor } from '../http/cursor';
+import { isUuid } from '../domain/ids';
 
 const CreateKeyBody = z
   .strictObject({
@@ -34,15 +35,6 @@ const ApiKeyOut = z
   })
   .openapi('ApiKey');
 
-const RevokedKeyOut = z
-  .object({
-    id: z.uuid(),
-    name: z.string(),
-    scopes: z.array(z.enum(SCOPES)),
-    created_at: z.string(),
-    revoked_at: z.string(),
-  })
-  .openapi('RevokedApiKey');
 const KeyListed = z
   .object({
     id: z.uuid(),
@@ -52,6 +44,7 @@ const KeyListed = z
     revoked_at: z.string().nullable(),
   })
   .openapi('ApiKeyListed');
+const RevokedKeyOut = KeyListed.extend({ revoked_at: z.string() }).openapi('RevokedApiKey');
 const KeyPage = z
   .object({ data: z.array(KeyListed), next_cursor: z.string().nullable() })
   .openapi('ApiKeyPage');
@@ -60,7 +53,7 @@ const keyCursor = keysetCursor('k');
 type KeyRow = {
   id: string;
   name: string;
-  scopes: (typeof SCOPES)[number][];
+  scopes: Scope[];
   created_at: Date;
   revoked_at: Date | null;
 };
@@ -205,7 +198,7 @@ export function adminRouter(deps: HttpDeps) {
   r.openapi(revokeKey, async (c) => {
     const { id } = c.req.valid('param');
     // Anything but a uuid names no key (and may hold what PostgreSQL cannot take as text).
-    const res = z.uuid().safeParse(id).success
+    const res = isUuid(id)
       ? await deps.pool.query<KeyRow & { revoked_at: Date }>(
           `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now()) WHERE id = $1
            RETURNING id, name, scopes, created_at, revoked_at`,
