@@ -43,6 +43,13 @@ export class KeyStore {
    */
   private readonly resolving = new Map<string, Promise<Principal | null>>();
 
+  /**
+   * Counts the forgettings (revocations). A lookup that a revocation overtook may have read the
+   * key before it was revoked: it answers the requests that were waiting for it (they came before
+   * the revocation) but is neither cached nor joined by the requests that come after.
+   */
+  private generation = 0;
+
   /** The admin key's hash, computed once; a new secret is compared hash to hash in constant time. */
   private readonly adminHash: Buffer | undefined;
 
@@ -62,16 +69,22 @@ export class KeyStore {
   resolve(secret: string): Promise<Principal | null> {
     const cached = this.cache.get(secret);
     if (cached && cached.expiresAtMs > Date.now()) return Promise.resolve(cached.principal);
-    let lookup = this.resolving.get(secret);
-    if (!lookup) {
-      lookup = this.lookUp(secret).finally(() => this.resolving.delete(secret));
-      this.resolving.set(secret, lookup);
-    }
+    const inFlight = this.resolving.get(secret);
+    if (inFlight) return inFlight;
+    const lookup: Promise<Principal | null> = this.lookUp(secret).finally(() => {
+      if (this.resolving.get(secret) === lookup) this.resolving.delete(secret);
+    });
+    this.resolving.set(secret, lookup);
     return lookup;
   }
 
-  /** Forgets what this process knows of a key (revoked): its next request looks it up again. */
+  /**
+   * Forgets what this process knows of a key (revoked): its next request looks it up again, and
+   * no lookup already under way, which may have read the key before it was revoked, is reused.
+   */
   forget(keyId: string): void {
+    this.generation += 1;
+    this.resolving.clear();
     for (const [secret, entry] of this.cache) {
       if (entry.principal?.keyId === keyId) this.cache.delete(secret);
     }
@@ -79,6 +92,7 @@ export class KeyStore {
 
   private async lookUp(secret: string): Promise<Principal | null> {
     const now = Date.now();
+    const generation = this.generation;
     const hash = hashSecret(secret);
     let principal: Principal | null;
     if (this.adminHash && timingSafeEqual(Buffer.from(hash, 'hex'), this.adminHash)) {
@@ -91,6 +105,7 @@ export class KeyStore {
       const row = res.rows[0];
       principal = row ? { keyId: row.id, name: row.name, scopes: new Set(row.scopes) } : null;
     }
+    if (generation !== this.generation) return principal;
     if (this.cache.size >= API_KEY_CACHE_ENTRIES_MAX) this.cache.clear();
     this.cache.set(secret, { principal, expiresAtMs: now + API_KEY_CACHE_MS });
     return principal;

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { compileErrors, validate } from '@readme/openapi-parser';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { WebProcess } from '../../src/app/web-process';
+import { KeyStore } from '../../src/http/auth';
 import { createTestEnv, type TestEnv } from '../support/test-env';
 import { caller, createTestWeb, type Call } from '../support/web';
 
@@ -194,6 +195,35 @@ describe('authentication and scopes', () => {
     } finally {
       query.mockRestore();
     }
+  });
+
+  it('a lookup of a key that its revocation overtakes is neither cached nor shared after it', async () => {
+    const made = await call('POST', '/v1/api-keys', { body: { name: 'racer', scopes: ['read'] } });
+    const { id, secret } = made.json as { id: string; secret: string };
+    // The real pool, with each answer held until the test lets it through: the lookup reads the
+    // key while it is still valid, and its answer arrives after the revocation.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let read = false;
+    const gated = {
+      query: async (...args: Parameters<typeof env.pool.query>) => {
+        const res = await (env.pool.query as (...a: unknown[]) => Promise<unknown>)(...args);
+        read = true;
+        await held;
+        return res;
+      },
+    } as unknown as typeof env.pool;
+    const keys = new KeyStore(gated, undefined);
+    const before = keys.resolve(secret);
+    await vi.waitFor(() => expect(read).toBe(true));
+    await env.pool.query('UPDATE api_keys SET revoked_at = now() WHERE id = $1', [id]);
+    keys.forget(id);
+    const after = keys.resolve(secret);
+    release();
+    // The request that came before the revocation may pass; none after it does.
+    expect((await before)?.keyId).toBe(id);
+    expect(await after).toBeNull();
+    expect(await keys.resolve(secret)).toBeNull();
   });
 
   it('a browser may send the admin key as the password of HTTP Basic auth to open the dashboard', async () => {
