@@ -107,6 +107,9 @@ it('at a rate: moves are paced, each is made once, and the safe strategies keep 
     scenario: 'hot-source',
     strategies: ['for-update', 'ledgerline'],
     rate: 200,
+    // Room for 200 a second even while each move takes up to half a second: the servers start
+    // cold, and beside the other test files on a slow host 20 connections did not keep up.
+    connections: 100,
   });
   for (const r of run) {
     expect({ strategy: r.strategy, drift: r.money_drift, correct: r.correct }).toEqual({
@@ -117,8 +120,8 @@ it('at a rate: moves are paced, each is made once, and the safe strategies keep 
     expect(r.rate).toBe(200);
     // 2 s at 200 a second: 400 due, and both strategies keep up at that rate.
     const made = Object.values(r.outcomes).reduce((a, b) => a + b, 0);
-    expect(made).toBeGreaterThanOrEqual(380);
-    expect(made).toBeLessThanOrEqual(400);
+    expect(made, r.strategy).toBeGreaterThanOrEqual(380);
+    expect(made, r.strategy).toBeLessThanOrEqual(400);
     expect(r.outcomes.ok).toBe(made);
   }
 });
