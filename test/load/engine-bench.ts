@@ -165,7 +165,7 @@ runMain(async () => {
       const warmFromMs = performance.now() + WARMUP_MS_DEFAULT;
       let ok = 0;
       let refused = 0;
-      const { errors } = await paced({
+      const { errors, due, dropped } = await paced({
         url,
         connections: Number(values.connections),
         rate: Math.min(RATE_MAX, Number(values.rate)),
@@ -195,7 +195,9 @@ runMain(async () => {
         ok,
         refused,
         total: latencies.length,
-        failed: `${errors} errors`,
+        // Moves due that never started (every connection busy when the time was up) have no
+        // latency above: the count says how much of the rate the web did not take.
+        failed: `${errors} errors, ${dropped} of ${due} due never sent`,
         p50: at(0.5),
         p99: at(0.99),
         max: Math.round(latencies.at(-1) ?? 0),

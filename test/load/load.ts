@@ -77,6 +77,14 @@ export type LabRecord = {
   p99_final_ms: number;
   /** Submit p99 of the requests sent after the warm-up (`warmupMs`); null if none was. */
   p99_after_warmup_ms: number | null;
+  /** A rated run (null in a closed loop): the moves that fell due at the rate. */
+  moves_due: number | null;
+  /**
+   * A rated run: the moves due that never started, still waiting for a free connection when the
+   * time was up. Above zero, the strategy did not keep up with the rate; these moves have no
+   * latency in the figures above.
+   */
+  moves_dropped: number | null;
   /** Money created (positive) or destroyed (negative) against the outcomes reported, signed. */
   money_drift: string;
   /** Pairs of which both 4,000.00 withdrawals from 5,000.00 went through (double-spend). */
@@ -235,6 +243,8 @@ type Seen = {
   warmFromMs: number;
   /** Ledgerline: the transfer id each move was given. */
   ids: Map<number, string>;
+  /** A rated run: the moves that fell due, and those of them that never started. */
+  paced: { due: number; dropped: number } | null;
 };
 
 type Target = {
@@ -258,6 +268,7 @@ async function drive(
     seconds: 0,
     warmFromMs: started + (opts.warmupMs ?? WARMUP_MS_DEFAULT),
     ids: new Map(),
+    paced: null,
   };
   let counter = 0;
   const next = () => counter++;
@@ -270,7 +281,7 @@ async function drive(
   }, PROGRESS_INTERVAL_MS);
   try {
     if (opts.rate) {
-      await paced({
+      const { due, dropped } = await paced({
         url,
         connections: opts.connections,
         rate: opts.rate,
@@ -282,6 +293,7 @@ async function drive(
         due: (context, dueMs) => ((context as Ctx).t0 = dueMs),
         ...(opts.signal ? { signal: opts.signal } : {}),
       });
+      seen.paced = { due, dropped };
     } else {
       await closedLoop(url, requests, s, opts);
     }
@@ -498,6 +510,8 @@ function record(
             [...seen.warmSubmitMs].sort((a, b) => a - b),
             99,
           ),
+    moves_due: seen.paced?.due ?? null,
+    moves_dropped: seen.paced?.dropped ?? null,
     money_drift: drift.toString(),
     double_spends: doubles,
     correct: absDrift === 0n && extra.outcomesMatch && (doubles ?? 0) === 0,

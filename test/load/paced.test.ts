@@ -39,7 +39,7 @@ function oneRequest(onDone: (ms: number) => void): autocannon.Request[] {
 it('starts moves evenly spaced at the rate, not in a burst at the start of each second', async () => {
   const { url, arrivals } = await serve(0);
   const started = performance.now();
-  const { errors } = await paced({
+  const { errors, due, dropped } = await paced({
     url,
     connections: 50,
     rate: 400,
@@ -54,6 +54,8 @@ it('starts moves evenly spaced at the rate, not in a burst at the start of each 
   // one falling due as the time runs out.
   expect(arrivals.length).toBeGreaterThanOrEqual(798);
   expect(arrivals.length).toBeLessThanOrEqual(800);
+  // And the run says so: 800 due, and what was not sent is counted as dropped.
+  expect({ due, dropped }).toEqual({ due: 800, dropped: 800 - arrivals.length });
   // 200 each half second. Sent in bursts from each second's start, as autocannon's rate does,
   // nearly all of a second's 400 would land in its first half and none in its second; the
   // bounds leave room for an event loop stalled by the tests running beside this one.
@@ -90,7 +92,7 @@ it('past the capacity, moves go in the order they fell due, and those still wait
   const made: number[] = [];
   const started = performance.now();
   let firstDue: number | undefined;
-  await paced({
+  const result = await paced({
     url,
     connections: 5,
     rate: 3000,
@@ -114,6 +116,8 @@ it('past the capacity, moves go in the order they fell due, and those still wait
   expect(made.length).toBeLessThanOrEqual(120);
   expect([...made].sort((a, b) => a - b)).toEqual(made.map((_, k) => k));
   expect(elapsedMs).toBeLessThan(2_500);
+  // Every move due is made or counted as dropped, none both: what a rated record reports.
+  expect(result).toEqual({ errors: 0, due: 6000, dropped: 6000 - made.length });
 });
 
 it('runs each move’s request chain; a falsy setupRequest ends the move there', async () => {

@@ -31,11 +31,21 @@ export type PacedOptions = {
 
 type Built = { method?: string; path?: string; headers?: Record<string, string>; body?: unknown };
 
-/**
- * Runs the moves; resolves when the last started one has finished, with the number of requests
- * that got no answer (refused, reset or timed out: the move ends there, as in autocannon).
- */
-export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
+export type PacedResult = {
+  /** Requests that got no answer (refused, reset or timed out: the move ends there). */
+  errors: number;
+  /** Moves that fell due: every 1/rate s of the run (a timed run), or the count asked for. */
+  due: number;
+  /**
+   * Moves due that never started: still waiting for a connection when the time was up (or the
+   * run was aborted). Above zero, the server did not keep up with the rate, and these moves have
+   * no latency in the figures: the count says how much of the load they leave out.
+   */
+  dropped: number;
+};
+
+/** Runs the moves; resolves when the last started one has finished. */
+export async function paced(opts: PacedOptions): Promise<PacedResult> {
   const url = new URL(opts.url);
   // Every connection kept open between its moves (Node keeps 256 idle ones by default).
   const agent = new Agent({
@@ -55,6 +65,7 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
     head = 0;
   };
   let scheduled = 0;
+  let startedMoves = 0;
   let inFlight = 0;
   let stopped = false;
   let errors = 0;
@@ -126,6 +137,7 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
         head = 0;
       }
       inFlight += 1;
+      startedMoves += 1;
       move(dueMs)
         .catch(() => {
           errors += 1;
@@ -188,5 +200,11 @@ export async function paced(opts: PacedOptions): Promise<{ errors: number }> {
     opts.signal?.removeEventListener('abort', abort);
     agent.destroy();
   }
-  return { errors };
+  // A timed run's moves fall due at 0, 1/rate, 2/rate… s before its end, those put in line and
+  // those a late timer had not put in line yet when the time was up.
+  let due = scheduled;
+  if (!stopped && opts.seconds !== undefined) {
+    while (started + due * intervalMs < endMs) due += 1;
+  }
+  return { errors, due, dropped: due - startedMoves };
 }

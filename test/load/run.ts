@@ -117,6 +117,7 @@ function table(records: readonly LabRecord[]) {
     'p99 ms': r.p99_ms,
     'p99 final ms': r.p99_final_ms,
     'p99 after warm-up': r.p99_after_warmup_ms ?? '-',
+    ...(r.moves_dropped === null ? {} : { 'due, dropped': `${r.moves_due}, ${r.moves_dropped}` }),
     outcomes: Object.entries(r.outcomes)
       .map(([k, v]) => `${k} ${v}`)
       .join(', '),
