@@ -221,6 +221,22 @@ runMain(async () => {
         before = await countTransfers(pool);
         console.log(`recorded ${before} transfers: the payer's partition is at its backlog cap`);
       }
+      let yardstick: number | undefined;
+      if (mode === 'intake') {
+        // The host's speed first: a bare Hono server, the same requests and generator.
+        const barePort = await freePort();
+        const bare = spawnScript('test/load/bare-server.ts', { PORT: String(barePort) });
+        try {
+          await untilHttp(`http://127.0.0.1:${barePort}/healthz`, [bare]);
+          yardstick = Math.round((await hotSource(barePort)).ok / seconds);
+          console.log(
+            `yardstick: a bare Hono server answered ${yardstick} of these POSTs a second`,
+          );
+        } finally {
+          bare.proc.kill('SIGTERM');
+          await bare.exited;
+        }
+      }
       const port = await freePort();
       const web = spawnScript('src/cli/web.ts', { ...env, PORT: String(port) });
       try {
@@ -237,6 +253,10 @@ runMain(async () => {
             if (status === 503) capMs ??= performance.now() - startedMs;
           });
           const accepted = result.ok;
+          const share =
+            yardstick === undefined
+              ? ''
+              : `; ${((accepted / seconds / yardstick) * 100).toFixed(0)} % of the yardstick`;
           const untilCap =
             capMs === undefined
               ? ''
@@ -245,6 +265,7 @@ runMain(async () => {
           console.log(
             `intake alone: ${Math.round(accepted / seconds)} accepted/s (${accepted} in ${seconds} s, ` +
               `${result.refused} refused), p50 ${result.p50} ms, p99 ${result.p99} ms` +
+              share +
               untilCap,
           );
         } else {
