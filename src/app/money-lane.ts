@@ -15,6 +15,7 @@ import {
   moveMoney,
   onResponseClosed,
   preferredWaitSeconds,
+  refusalOf,
   type MovementAnswer,
   type MovementCommand,
   type MovementPath,
@@ -75,12 +76,24 @@ export class MoneyLane {
             return next(req, res);
           }
           this.served += 1;
-          this.serve(req, res, path, admitted, startedMs).catch((err: unknown) => {
+          const unwritten = (err: unknown) => {
             // Nothing the answer holds can make Node refuse to write it; if it ever does, the
             // client sees a closed connection (and retries with its key), not a hung one.
             log.error({ err, method: 'POST', path }, 'money lane: the answer was not written');
             res.destroy();
-          });
+          };
+          const refusal = refusalOf(this.movements, admitted.command);
+          if (refusal) {
+            // Past capacity: answered now, nothing made for it (no id, no waiter, no submission).
+            const answer = this.problemAnswer(refusal, path);
+            try {
+              this.finish(req, res, path, admitted, answer, null, startedMs);
+            } catch (err) {
+              unwritten(err);
+            }
+            return;
+          }
+          this.serve(req, res, path, admitted, startedMs).catch(unwritten);
         },
         // Node's parser holds a body to its Content-Length, so this is a broken connection.
         () => res.destroy(),
@@ -89,11 +102,7 @@ export class MoneyLane {
   }
 
   /** The request as the Hono route would record it, or undefined to let Hono answer it. */
-  private admit(
-    req: IncomingMessage,
-    path: MovementPath,
-    text: string,
-  ): { keyId: string; idempotencyKey: string; command: MovementCommand } | undefined {
+  private admit(req: IncomingMessage, path: MovementPath, text: string): Admitted | undefined {
     const secret = secretFrom(req.headers.authorization);
     const principal = secret === undefined ? undefined : this.deps.keys.known(secret);
     if (!principal || !hasScope(principal, 'transfers:write')) return undefined;
@@ -129,19 +138,15 @@ export class MoneyLane {
     req: IncomingMessage,
     res: ServerResponse,
     path: string,
-    admitted: { keyId: string; idempotencyKey: string; command: MovementCommand },
+    admitted: Admitted,
     startedMs: number,
   ): Promise<void> {
-    const { deps } = this;
-    const requestId = requestIdOf(headerOf(req, 'x-request-id'));
-    let status: number;
-    let headers: Record<string, string>;
-    let body: string;
+    let answer: Answer;
     let transferId: string | null = null;
     try {
       // A method and a bound function, not arrow properties: tsx's keepNames wraps each named
       // closure it makes.
-      const answer: MovementAnswer = await moveMoney(this.movements, admitted.command, {
+      const moved: MovementAnswer = await moveMoney(this.movements, admitted.command, {
         keyId: admitted.keyId,
         idempotencyKey: admitted.idempotencyKey,
         waitS: preferredWaitSeconds(headerOf(req, 'prefer')),
@@ -150,23 +155,45 @@ export class MoneyLane {
           transferId = id;
         },
       });
-      status = answer.status;
-      headers = { 'content-type': 'application/json' };
-      for (const [name, value] of Object.entries(answer.headers))
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      for (const [name, value] of Object.entries(moved.headers))
         headers[name.toLowerCase()] = value;
-      body = JSON.stringify(answer.body);
+      answer = { status: moved.status, headers, body: JSON.stringify(moved.body) };
     } catch (err) {
       // As the app's error handler answers what a route throws.
       const known = err instanceof ApiError;
       if (!known) log.error({ err, method: 'POST', path }, 'unhandled error');
-      const e = known ? err : new ApiError(500, 'internal_error');
-      if (REFUSALS.has(e.code)) deps.metrics.refusals.inc({ code: e.code });
-      status = e.status;
-      headers = { 'content-type': 'application/problem+json' };
-      for (const [name, value] of Object.entries(e.headers ?? {}))
-        headers[name.toLowerCase()] = value;
-      body = problemJson(path, e.status, e.code, e.detail, e.issues);
+      answer = this.problemAnswer(known ? err : new ApiError(500, 'internal_error'), path);
     }
+    this.finish(req, res, path, admitted, answer, transferId, startedMs);
+  }
+
+  /** A problem as the app's error handler answers it, counted as a refusal when it is one. */
+  private problemAnswer(e: ApiError, path: string): Answer {
+    if (REFUSALS.has(e.code)) this.deps.metrics.refusals.inc({ code: e.code });
+    const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
+    for (const [name, value] of Object.entries(e.headers ?? {}))
+      headers[name.toLowerCase()] = value;
+    return {
+      status: e.status,
+      headers,
+      body: problemJson(path, e.status, e.code, e.detail, e.issues),
+    };
+  }
+
+  /** Writes the answer, then records it in the audit trail and the request metrics. */
+  private finish(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    admitted: Admitted,
+    answer: Answer,
+    transferId: string | null,
+    startedMs: number,
+  ): void {
+    const { deps } = this;
+    const requestId = requestIdOf(headerOf(req, 'x-request-id'));
+    const { status, headers, body } = answer;
     headers['x-request-id'] = requestId;
     // A length, as Hono's adapter gives it, not a chunked answer.
     headers['content-length'] = String(Buffer.byteLength(body));
@@ -187,6 +214,9 @@ export class MoneyLane {
     deps.metrics.requests.observe('POST', path, status, (performance.now() - startedMs) / 1000);
   }
 }
+
+type Admitted = { keyId: string; idempotencyKey: string; command: MovementCommand };
+type Answer = { status: number; headers: Record<string, string>; body: string };
 
 function headerOf(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];

@@ -7,6 +7,8 @@ import { log } from '../shared/log';
 
 export class Admission {
   private backlog = new Map<number, number>();
+  /** Partitions at their cap in `backlog`: while none is, nothing needs routing to be admitted. */
+  private full = 0;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
 
@@ -35,9 +37,16 @@ export class Admission {
     return partitions.every((p) => (this.backlog.get(p) ?? 0) < max);
   }
 
+  /** True when some partition is at its cap (one comparison, for the intake's hot path). */
+  get anyFull(): boolean {
+    return this.full > 0;
+  }
+
   /** Counts a leg this process just enqueued, until the next reading replaces the estimate. */
   noteAccepted(partition: number): void {
-    this.backlog.set(partition, (this.backlog.get(partition) ?? 0) + 1);
+    const legs = (this.backlog.get(partition) ?? 0) + 1;
+    this.backlog.set(partition, legs);
+    if (legs === this.deps.backlogLegsMax) this.full += 1;
   }
 
   private schedule(): void {
@@ -50,9 +59,12 @@ export class Admission {
   }
 
   private async refresh(): Promise<void> {
+    const max = this.deps.backlogLegsMax;
     this.backlog = await backlogLegs(this.deps.pool, {
       partitions: Array.from({ length: this.deps.partitions }, (_, p) => p),
-      capLegs: this.deps.backlogLegsMax,
+      capLegs: max,
     });
+    this.full = 0;
+    for (const legs of this.backlog.values()) if (legs >= max) this.full += 1;
   }
 }

@@ -161,12 +161,8 @@ export class Submitter {
     const routed = commands.map((c) => this.route(c));
     const { admission } = this.deps;
     if (opts.admit) {
-      if (this.heldCommands + commands.length > this.heldCommandsMax) {
-        throw new OverloadedError('the intake is full');
-      }
-      if (admission && !routed.every((r) => admission.admits([r.srcPartition, r.dstPartition]))) {
-        throw new OverloadedError('a partition this touches has a full backlog');
-      }
+      const refusal = this.refusalOfRouted(routed);
+      if (refusal !== undefined) throw new OverloadedError(refusal);
     }
     this.heldCommands += commands.length;
     let results: SubmitResult[];
@@ -181,13 +177,39 @@ export class Submitter {
     return results;
   }
 
+  /**
+   * Why `submit(commands, { admit: true })` would refuse these commands now, or undefined if it
+   * would take them: decided at once, from memory, so that a flash crowd past capacity is refused
+   * before anything else is made for its requests.
+   */
+  refusal(commands: readonly Pick<Command, 'fromAccountId' | 'toAccountId'>[]): string | undefined {
+    if (this.heldCommands + commands.length > this.heldCommandsMax) return 'the intake is full';
+    // No partition at its cap: nothing to route (the hot path pays two comparisons).
+    if (!this.deps.admission?.anyFull) return undefined;
+    return this.refusalOfRouted(commands.map((c) => this.partitionsOf(c)));
+  }
+
+  private refusalOfRouted(routed: readonly Omit<Routed, 'command'>[]): string | undefined {
+    if (this.heldCommands + routed.length > this.heldCommandsMax) return 'the intake is full';
+    const { admission } = this.deps;
+    if (admission && !routed.every((r) => admission.admits([r.srcPartition, r.dstPartition]))) {
+      return 'a partition this touches has a full backlog';
+    }
+    return undefined;
+  }
+
   /** Who pays is routed to the source's partition, who is paid to the destination's. */
   private route(command: Command): Routed {
+    return { command, ...this.partitionsOf(command) };
+  }
+
+  private partitionsOf(
+    command: Pick<Command, 'fromAccountId' | 'toAccountId'>,
+  ): Omit<Routed, 'command'> {
     const source = command.fromAccountId ?? command.toAccountId;
     const destination = command.toAccountId ?? command.fromAccountId;
     assert(source && destination, 'a command names at least one account');
     return {
-      command,
       srcPartition: partitionOf(source, this.deps.partitions),
       dstPartition: partitionOf(destination, this.deps.partitions),
     };

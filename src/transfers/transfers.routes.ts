@@ -393,6 +393,18 @@ export async function moveMoney(
   }
 }
 
+/**
+ * The refusal the intake would answer this movement with now (`503 overloaded`: the intake full,
+ * or a partition it touches at its backlog cap), or undefined when it would be recorded. Decided
+ * at once from memory, the same check `moveMoney` makes when it records; the web's money lane
+ * asks it first, so that a flash crowd past capacity is refused without a transfer id, a waiter or
+ * a submission being made for each request.
+ */
+export function refusalOf(deps: TransfersDeps, command: MovementCommand): ApiError | undefined {
+  const reason = deps.submitter.refusal([command]);
+  return reason === undefined ? undefined : overloaded(reason);
+}
+
 async function submitOne(c: Context<AuthEnv>, deps: TransfersDeps, command: MovementCommand) {
   const idempotencyKey = idempotencyKeyOf(c);
   const answer = await moveMoney(deps, command, {

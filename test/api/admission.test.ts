@@ -1,6 +1,6 @@
 // Proves that flash traffic past capacity meets a fast 503 that records nothing, and that a
 // request the database would refuse fails alone instead of sinking the requests it travels with.
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
 import { partitionOf } from '../../src/partitions/routing';
 import { expectInvariants } from '../support/invariants';
 import { createTestEnv, deposit, type TestEnv } from '../support/test-env';
@@ -118,13 +118,31 @@ it('a partition whose backlog is at its cap refuses new commands; other partitio
   await env.submit(Array.from({ length: 10 }, () => deposit(full.id, 1n)));
   const fullPartition = partitionOf(full.id, n);
   await until(() => !web!.deps.admission.admits([fullPartition]));
+  expect(web.deps.admission.anyFull).toBe(true);
 
-  const refused = await call('POST', '/v1/deposits', {
+  // The key known (one request through Hono first), the refusal is the money lane's, answered
+  // before anything is made for the request: no submission, no waiter for its Prefer: wait.
+  const overHttp = caller(`http://127.0.0.1:${await web.listen(0)}`, env.config.adminApiKey!);
+  await overHttp('GET', `/v1/accounts/${full.id}`);
+  const submit = vi.spyOn(web.deps.submitter, 'submit');
+  const subscribe = vi.spyOn(web.deps.waiter, 'subscribe');
+  const laneServed = web.lane.served;
+  const refused = await overHttp('POST', '/v1/deposits', {
     body: { account_id: full.id, amount: '1', currency: 'EUR' },
     idem: 'to-full',
+    headers: { prefer: 'wait=5' },
   });
+  expect(web.lane.served).toBe(laneServed + 1);
+  expect([submit.mock.calls.length, subscribe.mock.calls.length]).toEqual([0, 0]);
+  submit.mockRestore();
+  subscribe.mockRestore();
   expect(refused.status).toBe(503);
-  expect(refused.json.code).toBe('overloaded');
+  expect(refused.json).toMatchObject({ code: 'overloaded', status: 503, instance: '/v1/deposits' });
+  expect(refused.headers.get('retry-after')).toBe('1');
+  expect(refused.headers.get('x-request-id')).toBeTruthy();
+  expect(await web.deps.metrics.render()).toMatch(
+    /ledgerline_admission_refusals_total\{code="overloaded"\} 1\b/,
+  );
   const taken = await call('POST', '/v1/deposits', {
     body: { account_id: other.id, amount: '1', currency: 'EUR' },
     idem: 'to-other',
@@ -138,6 +156,7 @@ it('a partition whose backlog is at its cap refuses new commands; other partitio
     (await env.pool.query<{ id: string }>('SELECT id FROM transfers')).rows.map((r) => r.id),
   );
   await until(() => web!.deps.admission.admits([fullPartition]));
+  expect(web.deps.admission.anyFull).toBe(false);
   const later = await call('POST', '/v1/deposits', {
     body: { account_id: full.id, amount: '1', currency: 'EUR' },
     idem: 'to-full',
