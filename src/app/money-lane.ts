@@ -45,6 +45,7 @@ export class MoneyLane {
   served = 0;
 
   private readonly movements: TransfersDeps;
+  private readonly refusalAnswers = new Map<string, Answer>();
 
   constructor(private readonly deps: HttpDeps) {
     this.movements = { ...deps, submissions: deps.metrics.submissions };
@@ -76,24 +77,27 @@ export class MoneyLane {
             return next(req, res);
           }
           this.served += 1;
-          const unwritten = (err: unknown) => {
-            // Nothing the answer holds can make Node refuse to write it; if it ever does, the
-            // client sees a closed connection (and retries with its key), not a hung one.
-            log.error({ err, method: 'POST', path }, 'money lane: the answer was not written');
-            res.destroy();
-          };
           const refusal = refusalOf(this.movements, admitted.command);
           if (refusal) {
             // Past capacity: answered now, nothing made for it (no id, no waiter, no submission).
-            const answer = this.problemAnswer(refusal, path);
             try {
-              this.finish(req, res, path, admitted, answer, null, startedMs);
+              this.finish(
+                req,
+                res,
+                path,
+                admitted,
+                this.refusalAnswer(refusal, path),
+                null,
+                startedMs,
+              );
             } catch (err) {
-              unwritten(err);
+              unwritten(res, path, err);
             }
             return;
           }
-          this.serve(req, res, path, admitted, startedMs).catch(unwritten);
+          this.serve(req, res, path, admitted, startedMs).catch((err: unknown) =>
+            unwritten(res, path, err),
+          );
         },
         // Node's parser holds a body to its Content-Length, so this is a broken connection.
         () => res.destroy(),
@@ -168,17 +172,22 @@ export class MoneyLane {
     this.finish(req, res, path, admitted, answer, transferId, startedMs);
   }
 
+  /**
+   * A refusal of the admission check, as `problemAnswer` makes it: its text made once per path
+   * and refusal (three paths, two refusals), copied per request (`finish` adds its headers).
+   */
+  private refusalAnswer(e: ApiError, path: string): Answer {
+    this.deps.metrics.refusals.inc({ code: e.code });
+    const key = `${path} ${e.detail ?? ''}`;
+    let made = this.refusalAnswers.get(key);
+    if (!made) this.refusalAnswers.set(key, (made = problemOf(e, path)));
+    return { status: made.status, headers: { ...made.headers }, body: made.body };
+  }
+
   /** A problem as the app's error handler answers it, counted as a refusal when it is one. */
   private problemAnswer(e: ApiError, path: string): Answer {
     if (REFUSALS.has(e.code)) this.deps.metrics.refusals.inc({ code: e.code });
-    const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
-    for (const [name, value] of Object.entries(e.headers ?? {}))
-      headers[name.toLowerCase()] = value;
-    return {
-      status: e.status,
-      headers,
-      body: problemJson(path, e.status, e.code, e.detail, e.issues),
-    };
+    return problemOf(e, path);
   }
 
   /** Writes the answer, then records it in the audit trail and the request metrics. */
@@ -217,6 +226,23 @@ export class MoneyLane {
 
 type Admitted = { keyId: string; idempotencyKey: string; command: MovementCommand };
 type Answer = { status: number; headers: Record<string, string>; body: string };
+
+function problemOf(e: ApiError, path: string): Answer {
+  const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
+  for (const [name, value] of Object.entries(e.headers ?? {})) headers[name.toLowerCase()] = value;
+  return {
+    status: e.status,
+    headers,
+    body: problemJson(path, e.status, e.code, e.detail, e.issues),
+  };
+}
+
+function unwritten(res: ServerResponse, path: string, err: unknown): void {
+  // Nothing the answer holds can make Node refuse to write it; if it ever does, the client sees a
+  // closed connection (and retries with its key), not a hung one.
+  log.error({ err, method: 'POST', path }, 'money lane: the answer was not written');
+  res.destroy();
+}
 
 function headerOf(req: IncomingMessage, name: string): string | undefined {
   const value = req.headers[name];

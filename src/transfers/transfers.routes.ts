@@ -402,8 +402,13 @@ export async function moveMoney(
  */
 export function refusalOf(deps: TransfersDeps, command: MovementCommand): ApiError | undefined {
   const reason = deps.submitter.refusal([command]);
-  return reason === undefined ? undefined : overloaded(reason);
+  if (reason === undefined) return undefined;
+  // One answer per reason (there are two): a flash crowd's refusals share it, made once.
+  let refusal = REFUSALS_BY_REASON.get(reason);
+  if (!refusal) REFUSALS_BY_REASON.set(reason, (refusal = overloaded(reason)));
+  return refusal;
 }
+const REFUSALS_BY_REASON = new Map<string, ApiError>();
 
 async function submitOne(c: Context<AuthEnv>, deps: TransfersDeps, command: MovementCommand) {
   const idempotencyKey = idempotencyKeyOf(c);

@@ -143,6 +143,16 @@ it('a partition whose backlog is at its cap refuses new commands; other partitio
   expect(await web.deps.metrics.render()).toMatch(
     /ledgerline_admission_refusals_total\{code="overloaded"\} 1\b/,
   );
+  // Another refusal of the kind: the same answer (made once), counted again, its own request id.
+  const again = await overHttp('POST', '/v1/deposits', {
+    body: { account_id: full.id, amount: '2', currency: 'EUR' },
+    idem: 'to-full-again',
+  });
+  expect(again.json).toEqual(refused.json);
+  expect(again.headers.get('x-request-id')).not.toBe(refused.headers.get('x-request-id'));
+  expect(await web.deps.metrics.render()).toMatch(
+    /ledgerline_admission_refusals_total\{code="overloaded"\} 2\b/,
+  );
   const taken = await call('POST', '/v1/deposits', {
     body: { account_id: other.id, amount: '1', currency: 'EUR' },
     idem: 'to-other',
