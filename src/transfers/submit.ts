@@ -183,14 +183,18 @@ export class Submitter {
    * before anything else is made for its requests.
    */
   refusal(commands: readonly Pick<Command, 'fromAccountId' | 'toAccountId'>[]): string | undefined {
-    if (this.heldCommands + commands.length > this.heldCommandsMax) return 'the intake is full';
     // No partition at its cap: nothing to route (the hot path pays two comparisons).
-    if (!this.deps.admission?.anyFull) return undefined;
+    if (!this.deps.admission?.anyFull) return this.intakeFullFor(commands.length);
     return this.refusalOfRouted(commands.map((c) => this.partitionsOf(c)));
   }
 
+  private intakeFullFor(commands: number): string | undefined {
+    return this.heldCommands + commands > this.heldCommandsMax ? 'the intake is full' : undefined;
+  }
+
   private refusalOfRouted(routed: readonly Omit<Routed, 'command'>[]): string | undefined {
-    if (this.heldCommands + routed.length > this.heldCommandsMax) return 'the intake is full';
+    const full = this.intakeFullFor(routed.length);
+    if (full !== undefined) return full;
     const { admission } = this.deps;
     if (admission && !routed.every((r) => admission.admits([r.srcPartition, r.dstPartition]))) {
       return 'a partition this touches has a full backlog';
