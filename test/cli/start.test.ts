@@ -7,6 +7,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deleteKeys } from '../support/test-env';
+import { freePort } from '../support/servers';
 import { adminUrl, serverUrl } from '../support/urls';
 import { Redis } from 'ioredis';
 
@@ -62,7 +63,9 @@ describe('npm start', () => {
   });
 
   it('creates the database, prints an admin key, serves the API with a worker, and stops on Ctrl-C', async () => {
-    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    // A port the kernel just gave out, not a random one: a random port could be an ephemeral port
+    // in use by one of the suite's other connections, and the web would never listen.
+    const port = await freePort();
     const run = start({
       DATABASE_URL: serverUrl(database),
       QUEUE_PREFIX: prefix,
@@ -81,7 +84,7 @@ describe('npm start', () => {
       if (health?.ok) break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    expect(health?.ok).toBe(true);
+    expect(health?.ok, `npm start printed:\n${run.out()}\n${run.err()}`).toBe(true);
     const h = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
     const account: any = await (
       await fetch(`http://127.0.0.1:${port}/v1/accounts`, {
