@@ -57,6 +57,19 @@ it('hot-source: unsafe loses or creates money; every other strategy keeps every 
     expect(r.outcomes.error ?? 0).toBe(0);
     // The requests sent after the first half second have a p99 of their own.
     expect(r.p99_after_warmup_ms).toBeGreaterThan(0);
+    // Where the CPU went after the warm-up: every process of the run was found and measured.
+    const own = r.strategy === 'ledgerline' ? ['web', 'worker'] : ['server'];
+    const parts = [...own, 'postgres', 'redis', 'load generator'];
+    expect(Object.keys(r.cpu!.ms_per_move).sort(), r.strategy).toEqual(parts.sort());
+    for (const part of [...own, 'postgres', 'load generator']) {
+      expect(r.cpu!.ms_per_move[part], `${r.strategy} ${part}`).toBeGreaterThan(0);
+    }
+    const sum = Object.values(r.cpu!.ms_per_move).reduce((a, b) => a + b, 0);
+    expect(Math.abs(sum - r.cpu!.total_ms_per_move)).toBeLessThan(0.01);
+    expect(r.cpu!.moves).toBeGreaterThan(0);
+    expect(r.cpu!.window_s).toBeGreaterThan(1);
+    expect(r.cpu!.machine_idle_pct).toBeGreaterThanOrEqual(0);
+    expect(r.cpu!.machine_idle_pct).toBeLessThanOrEqual(100);
   }
   const ledgerline = run.find((r) => r.strategy === 'ledgerline')!;
   expect(ledgerline.ledger_reconciled).toBe(true);
@@ -80,6 +93,8 @@ it('double-spend: only unsafe lets both 4,000.00 withdrawals from 5,000.00 throu
   records.push(...run);
   for (const r of run) {
     expect(r.p99_after_warmup_ms).toBeNull();
+    // No window after the warm-up, so no CPU figures either.
+    expect(r.cpu).toBeNull();
     // Every pair was answered: one withdrawal each at least, the other refused for funds.
     const answered = (r.outcomes.ok ?? 0) + (r.outcomes.insufficient_funds ?? 0);
     expect(answered).toBe(base.doubleSpendPairs * 2);

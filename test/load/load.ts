@@ -19,6 +19,7 @@ import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
 import { Submitter } from '../../src/transfers/submit';
 import { processEnv, spawnScript, type Child } from '../support/processes';
 import { deleteKeys } from '../support/test-env';
+import { CpuWindow, postgresProcesses, redisProcess, type CpuParts, type CpuRecord } from './cpu';
 import { paced } from './paced';
 import { CLASSIC_NAMES, CLASSIC_SCHEMA, type Move } from './strategies';
 
@@ -100,6 +101,11 @@ export type LabRecord = {
    * and the load generator before the web reads it.
    */
   web_within_1s: string | null;
+  /**
+   * Where the CPU went: each process's CPU time from the end of the warm-up to the end of the
+   * load, per final move made meanwhile (null when the run ended within its warm-up).
+   */
+  cpu: CpuRecord | null;
 };
 
 /** DESIGN.md's bound for the hot account's p99 submit at 1,000 connections. */
@@ -245,19 +251,31 @@ type Seen = {
   ids: Map<number, string>;
   /** A rated run: the moves that fell due, and those of them that never started. */
   paced: { due: number; dropped: number } | null;
+  cpu: CpuRecord | null;
 };
+
+/** Moves with a final outcome: made, or refused for funds. */
+function finalMoves(seen: Seen): number {
+  let n = 0;
+  for (const o of seen.outcomes.values()) if (o === 'ok' || o === 'insufficient_funds') n++;
+  return n;
+}
 
 type Target = {
   url: string;
   requests: autocannon.Request[];
 };
 
-/** Drives the target: a closed loop over the connections (autocannon), or paced at `rate`. */
+/**
+ * Drives the target: a closed loop over the connections (autocannon), or paced at `rate`; and
+ * measures the CPU the run's processes (`parts`) take once the warm-up is over.
+ */
 async function drive(
   target: (seen: Seen, next: () => number) => Target,
   s: Scenario,
   opts: LabOptions,
   label: string,
+  parts: CpuParts,
 ): Promise<Seen> {
   const started = performance.now();
   const seen: Seen = {
@@ -269,6 +287,7 @@ async function drive(
     warmFromMs: started + (opts.warmupMs ?? WARMUP_MS_DEFAULT),
     ids: new Map(),
     paced: null,
+    cpu: null,
   };
   let counter = 0;
   const next = () => counter++;
@@ -279,6 +298,7 @@ async function drive(
       `${label}: ${elapsed.toFixed(0)} s, ${seen.outcomes.size} final, ${Math.round(seen.outcomes.size / elapsed)}/s`,
     );
   }, PROGRESS_INTERVAL_MS);
+  const cpu = new CpuWindow(parts, opts.warmupMs ?? WARMUP_MS_DEFAULT, () => finalMoves(seen));
   try {
     if (opts.rate) {
       const { due, dropped } = await paced({
@@ -301,6 +321,7 @@ async function drive(
     clearInterval(progress);
   }
   seen.seconds = (performance.now() - started) / 1000;
+  seen.cpu = await cpu.end();
   return seen;
 }
 
@@ -518,7 +539,25 @@ function record(
     batch_legs: extra.batch_legs ?? null,
     ledger_reconciled: extra.ledger_reconciled ?? null,
     web_within_1s: extra.web_within_1s ?? null,
+    cpu: seen.cpu,
   };
+}
+
+/** The run's processes: its own, then PostgreSQL's and Redis' when local, then the lab's. */
+async function cpuParts(
+  config: Config,
+  pool: pg.Pool,
+  redis: Pick<Redis, 'info'>,
+  own: readonly (readonly [string, Child])[],
+): Promise<CpuParts> {
+  const parts = new Map<string, () => Promise<readonly number[]>>();
+  for (const [part, child] of own) parts.set(part, () => Promise.resolve([child.proc.pid!]));
+  const postgres = await postgresProcesses(pool, config.databaseUrl);
+  if (postgres) parts.set('postgres', postgres);
+  const redisPids = await redisProcess(redis, config.redisUrl);
+  if (redisPids) parts.set('redis', () => Promise.resolve(redisPids));
+  parts.set('load generator', () => Promise.resolve([process.pid]));
+  return parts;
 }
 
 async function stopAll(children: Child[]): Promise<void> {
@@ -556,7 +595,13 @@ async function runClassic(name: StrategyName, s: Scenario, opts: LabOptions): Pr
       }),
     );
     await untilHttp(`http://127.0.0.1:${port}/move`, children);
-    const seen = await drive(classicTarget(port, s), s, opts, `${opts.scenario} ${name}`);
+    const seen = await drive(
+      classicTarget(port, s),
+      s,
+      opts,
+      `${opts.scenario} ${name}`,
+      await cpuParts(config, pool, redis, [['server', children[0]!]]),
+    );
     // The server finishes the moves still in flight before anything is read.
     await stopAll(children.splice(0));
     let actual: bigint[];
@@ -662,6 +707,10 @@ async function runLedgerline(s: Scenario, opts: LabOptions): Promise<LabRecord> 
       s,
       opts,
       `${opts.scenario} ledgerline`,
+      await cpuParts(config, pool, redis, [
+        ['web', children[0]!],
+        ['worker', children[1]!],
+      ]),
     );
     // Read before the web stops: its own time per POST, apart from the kernel's and the client's.
     const webWithin = await servedWithin(`http://127.0.0.1:${port}/metrics`, SUBMIT_BOUND_S);

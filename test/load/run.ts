@@ -87,6 +87,11 @@ runMain(async () => {
       all.push(...records);
       console.log(`\n${scenario}: ${describe}`);
       console.table(table(records));
+      const cpu = cpuTable(records);
+      if (cpu.length > 0) {
+        console.log('CPU ms a final move, after the warm-up (JSON: cpu):');
+        console.table(cpu);
+      }
     }
   } finally {
     await dropStores(config);
@@ -127,6 +132,26 @@ function table(records: readonly LabRecord[]) {
     ...(r.web_within_1s === null ? {} : { 'web ≤ 1 s': r.web_within_1s }),
     correct: r.correct ? 'yes' : 'NO',
   }));
+}
+
+/** Each record's CPU per move by process, and how idle the machine was meanwhile. */
+function cpuTable(records: readonly LabRecord[]) {
+  const order = ['web', 'worker', 'server', 'postgres', 'redis', 'load generator'];
+  const parts = [...new Set(records.flatMap((r) => Object.keys(r.cpu?.ms_per_move ?? {})))].sort(
+    (a, b) => order.indexOf(a) - order.indexOf(b),
+  );
+  return records.flatMap((r) =>
+    r.cpu
+      ? [
+          {
+            strategy: r.strategy,
+            ...Object.fromEntries(parts.map((p) => [p, r.cpu!.ms_per_move[p] ?? ''])),
+            total: r.cpu.total_ms_per_move,
+            'machine idle %': r.cpu.machine_idle_pct,
+          },
+        ]
+      : [],
+  );
 }
 
 function bounded(name: string, value: string, max: number): number {
