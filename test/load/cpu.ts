@@ -9,6 +9,9 @@ import pidusage from 'pidusage';
 import type pg from 'pg';
 import type { Redis } from 'ioredis';
 
+/** A sample slower than this (`ps` or `/proc` stuck) leaves the run without CPU figures. */
+const CPU_SAMPLE_MS_MAX = 5_000;
+
 /** A part of the run, and how to find its processes now (a server's come and go). */
 export type CpuParts = ReadonlyMap<string, () => Promise<readonly number[]>>;
 
@@ -65,7 +68,20 @@ export async function redisProcess(
   return Number.isInteger(pid) ? [pid] : null;
 }
 
-async function sample(parts: CpuParts, moves: number): Promise<Sample> {
+/** A sample, or undefined if it failed or took longer than CPU_SAMPLE_MS_MAX. */
+async function sample(parts: CpuParts, moves: number): Promise<Sample | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), CPU_SAMPLE_MS_MAX);
+  });
+  try {
+    return await Promise.race([read(parts, moves).catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function read(parts: CpuParts, moves: number): Promise<Sample> {
   const ms = new Map<string, Map<number, number>>();
   for (const [part, pidsNow] of parts) {
     const byPid = new Map<number, number>();
@@ -99,7 +115,7 @@ export class CpuWindow {
   ) {
     this.timer = setTimeout(() => {
       // A process that cannot be read leaves the run without CPU figures, nothing more.
-      this.first = sample(parts, moves()).catch(() => undefined);
+      this.first = sample(parts, moves());
     }, warmupMs);
   }
 
@@ -108,7 +124,7 @@ export class CpuWindow {
     const moves = this.moves();
     if (!this.first) return null;
     const a = await this.first;
-    const b = await sample(this.parts, moves).catch(() => undefined);
+    const b = await sample(this.parts, moves);
     pidusage.clear();
     if (!a || !b) return null;
     const made = b.moves - a.moves;
