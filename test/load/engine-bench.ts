@@ -29,6 +29,7 @@ import {
   servedWithin,
   untilHttp,
 } from './load';
+import { CpuWindow, postgresProcesses, redisProcess } from './cpu';
 import { paced } from './paced';
 
 const TRANSFERS_MAX = 1_000_000;
@@ -325,12 +326,28 @@ runMain(async () => {
       );
       const started = performance.now();
       const worker = spawnScript('workers/worker.ts', env);
+      // Where the CPU goes: the worker's, PostgreSQL's and Redis' time per transfer drained.
+      const parts = new Map([['worker', () => Promise.resolve([worker.proc.pid!])]]);
+      const postgres = await postgresProcesses(pool, config.databaseUrl);
+      if (postgres) parts.set('postgres', postgres);
+      const redisPids = await redisProcess(redis, config.redisUrl);
+      if (redisPids) parts.set('redis', () => Promise.resolve(redisPids));
+      let done = 0;
+      const cpu = new CpuWindow(parts, 0, () => done);
       try {
         await drained(pool);
+        done = transfers;
         const s = (performance.now() - started) / 1000;
+        const used = await cpu.end();
         console.log(
           `one worker drained ${transfers} transfers (${transfers * 2} legs less one-hop ones) in ` +
-            `${s.toFixed(1)} s, start-up included: ${Math.round(transfers / s)} transfers/s`,
+            `${s.toFixed(1)} s, start-up included: ${Math.round(transfers / s)} transfers/s` +
+            (used
+              ? `; CPU ms a transfer: ${Object.entries(used.ms_per_move)
+                  .map(([part, ms]) => `${part} ${ms}`)
+                  .join(', ')}, total ${used.total_ms_per_move} (machine idle ` +
+                `${used.machine_idle_pct} %)`
+              : ''),
         );
       } finally {
         worker.proc.kill('SIGTERM');
