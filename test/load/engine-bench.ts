@@ -5,7 +5,8 @@
 // worker process started; reports transfers applied per second. `refusals`: the hot partition's
 // backlog filled to its cap with no worker running, then the same POSTs (say `--connections
 // 1000`): every one must be refused at once with 503 and Retry-After, recording nothing (the run
-// fails otherwise); reports how fast, as the client and as the web itself saw it.
+// fails otherwise); reports how fast, as the client and as the web itself saw it. Each run makes
+// its own database, DATABASE_URL's name with `_bench` after it, and queue prefix, and drops both.
 import { backfillPartitions } from '../../src/partitions/interest';
 import { partitionOf } from '../../src/partitions/routing';
 import { randomBytes } from 'node:crypto';
@@ -75,7 +76,8 @@ runMain(async () => {
   const transfers = Math.min(TRANSFERS_MAX, Number(values.transfers));
   const base = loadConfig();
   const url = new URL(base.databaseUrl);
-  url.pathname = '/ledgerline_bench';
+  // Its own database beside DATABASE_URL's (ledgerline_bench by default), made and dropped here.
+  url.pathname = `${url.pathname}_bench`;
   const config = { ...base, databaseUrl: url.toString(), queuePrefix: `${base.queuePrefix}_bench` };
   await freshStores(config);
   const pool = createPool(config.databaseUrl);
@@ -343,7 +345,7 @@ runMain(async () => {
           `one worker drained ${transfers} transfers (${transfers * 2} legs less one-hop ones) in ` +
             `${s.toFixed(1)} s, start-up included: ${Math.round(transfers / s)} transfers/s` +
             (used
-              ? `; CPU ms a transfer: ${Object.entries(used.ms_per_move)
+              ? `; CPU ms a transfer, start-up included: ${Object.entries(used.ms_per_move)
                   .map(([part, ms]) => `${part} ${ms}`)
                   .join(', ')}, total ${used.total_ms_per_move} (machine idle ` +
                 `${used.machine_idle_pct} %)`
