@@ -319,9 +319,10 @@ async function drive(
     }
   } finally {
     clearInterval(progress);
+    seen.seconds = (performance.now() - started) / 1000;
+    // Also on the way out of a failed drive: no sample is left waiting for its time.
+    seen.cpu = await cpu.end();
   }
-  seen.seconds = (performance.now() - started) / 1000;
-  seen.cpu = await cpu.end();
   return seen;
 }
 
