@@ -199,7 +199,6 @@ export const appliedLegs = pgTable(
 export const ledgerEntries = pgTable(
   'ledger_entries',
   {
-    id: bigserial('id', { mode: 'bigint' }).primaryKey(),
     transferId: uuid('transfer_id').notNull(),
     accountId: uuid('account_id').notNull(),
     partition: integer('partition').notNull(),
@@ -212,8 +211,12 @@ export const ledgerEntries = pgTable(
   },
   (t) => [
     unique('ledger_entries_once').on(t.transferId, t.accountId, t.leg),
-    // Also the keyset index for per-account history, newest first.
-    unique('ledger_entries_account_seq').on(t.accountId, t.partition, t.accountVersion),
+    // The natural key (no surrogate id: fewer writes a row), and the keyset index for
+    // per-account history, newest first.
+    primaryKey({
+      name: 'ledger_entries_account_seq',
+      columns: [t.accountId, t.partition, t.accountVersion],
+    }),
     check('ledger_entries_amount_nonzero', sql`${t.amount} <> 0`),
     check('ledger_entries_leg', sql`${t.leg} IN (${inList(LEGS)})`),
     check('ledger_entries_version_positive', sql`${t.accountVersion} > 0`),

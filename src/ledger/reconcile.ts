@@ -194,11 +194,11 @@ async function check(pool: pg.ClientBase): Promise<Reconciliation> {
     n: string;
     sum: string;
   }>(
-    `SELECT t.id, t.status, count(e.id)::text AS n, coalesce(sum(e.amount), 0)::text AS sum
+    `SELECT t.id, t.status, count(e.transfer_id)::text AS n, coalesce(sum(e.amount), 0)::text AS sum
        FROM transfers t LEFT JOIN ledger_entries e ON e.transfer_id = t.id
       GROUP BY t.id
      HAVING coalesce(sum(e.amount), 0) <> 0
-         OR count(e.id) NOT IN (
+         OR count(e.transfer_id) NOT IN (
               CASE WHEN t.type IN ('close', 'cancel') THEN 0
                    WHEN t.status = 'completed' AND t.src_partition = t.dst_partition THEN 2
                    WHEN t.status = 'completed' THEN 4

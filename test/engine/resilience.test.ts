@@ -45,7 +45,7 @@ async function accountOn(partition: number) {
 
 async function entriesOf(transferId: string) {
   const res = await env.pool.query(
-    'SELECT account_id, leg, amount FROM ledger_entries WHERE transfer_id = $1 ORDER BY id',
+    'SELECT account_id, leg, amount FROM ledger_entries WHERE transfer_id = $1 ORDER BY account_id, partition, account_version',
     [transferId],
   );
   return res.rows;
