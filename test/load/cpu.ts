@@ -45,7 +45,7 @@ function isLoopback(url: string): boolean {
  * writer, checkpointer…), found through the parent of this pool's backend; so whatever else
  * uses that server in the window counts too. Null when the server is not on this machine.
  */
-export async function postgresProcesses(
+async function postgresProcesses(
   pool: pg.Pool,
   databaseUrl: string,
 ): Promise<(() => Promise<number[]>) | null> {
@@ -58,7 +58,7 @@ export async function postgresProcesses(
 }
 
 /** The redis-server this connection talks to (all of its work, whoever asked for it). */
-export async function redisProcess(
+async function redisProcess(
   redis: Pick<Redis, 'info'>,
   redisUrl: string,
 ): Promise<number[] | null> {
@@ -66,6 +66,20 @@ export async function redisProcess(
   const info = await redis.info('server');
   const pid = Number(/^process_id:(\d+)/m.exec(info)?.[1]);
   return Number.isInteger(pid) ? [pid] : null;
+}
+
+/** A run's parts: its own processes (name, pid), then PostgreSQL's and Redis' when local. */
+export async function runParts(
+  own: readonly (readonly [string, number])[],
+  stores: { pool: pg.Pool; databaseUrl: string; redis: Pick<Redis, 'info'>; redisUrl: string },
+): Promise<Map<string, () => Promise<readonly number[]>>> {
+  const parts = new Map<string, () => Promise<readonly number[]>>();
+  for (const [part, pid] of own) parts.set(part, () => Promise.resolve([pid]));
+  const postgres = await postgresProcesses(stores.pool, stores.databaseUrl);
+  if (postgres) parts.set('postgres', postgres);
+  const redisPids = await redisProcess(stores.redis, stores.redisUrl);
+  if (redisPids) parts.set('redis', () => Promise.resolve(redisPids));
+  return parts;
 }
 
 /** A sample, or undefined if it failed or took longer than CPU_SAMPLE_MS_MAX. */

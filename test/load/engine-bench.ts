@@ -30,7 +30,7 @@ import {
   servedWithin,
   untilHttp,
 } from './load';
-import { CpuWindow, postgresProcesses, redisProcess } from './cpu';
+import { CpuWindow, runParts } from './cpu';
 import { paced } from './paced';
 
 const TRANSFERS_MAX = 1_000_000;
@@ -329,11 +329,12 @@ runMain(async () => {
       const started = performance.now();
       const worker = spawnScript('workers/worker.ts', env);
       // Where the CPU goes: the worker's, PostgreSQL's and Redis' time per transfer drained.
-      const parts = new Map([['worker', () => Promise.resolve([worker.proc.pid!])]]);
-      const postgres = await postgresProcesses(pool, config.databaseUrl);
-      if (postgres) parts.set('postgres', postgres);
-      const redisPids = await redisProcess(redis, config.redisUrl);
-      if (redisPids) parts.set('redis', () => Promise.resolve(redisPids));
+      const parts = await runParts([['worker', worker.proc.pid!]], {
+        pool,
+        databaseUrl: config.databaseUrl,
+        redis,
+        redisUrl: config.redisUrl,
+      });
       let done = 0;
       const cpu = new CpuWindow(parts, 0, () => done);
       try {

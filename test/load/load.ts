@@ -19,7 +19,7 @@ import { createProducerConnection, Dispatcher } from '../../src/queue/queues';
 import { Submitter } from '../../src/transfers/submit';
 import { processEnv, spawnScript, type Child } from '../support/processes';
 import { deleteKeys } from '../support/test-env';
-import { CpuWindow, postgresProcesses, redisProcess, type CpuParts, type CpuRecord } from './cpu';
+import { CpuWindow, runParts, type CpuParts, type CpuRecord } from './cpu';
 import { paced } from './paced';
 import { CLASSIC_NAMES, CLASSIC_SCHEMA, type Move } from './strategies';
 
@@ -551,14 +551,11 @@ async function cpuParts(
   redis: Pick<Redis, 'info'>,
   own: readonly (readonly [string, Child])[],
 ): Promise<CpuParts> {
-  const parts = new Map<string, () => Promise<readonly number[]>>();
-  for (const [part, child] of own) parts.set(part, () => Promise.resolve([child.proc.pid!]));
-  const postgres = await postgresProcesses(pool, config.databaseUrl);
-  if (postgres) parts.set('postgres', postgres);
-  const redisPids = await redisProcess(redis, config.redisUrl);
-  if (redisPids) parts.set('redis', () => Promise.resolve(redisPids));
-  parts.set('load generator', () => Promise.resolve([process.pid]));
-  return parts;
+  const parts = await runParts(
+    own.map(([part, child]) => [part, child.proc.pid!] as const),
+    { pool, databaseUrl: config.databaseUrl, redis, redisUrl: config.redisUrl },
+  );
+  return parts.set('load generator', () => Promise.resolve([process.pid]));
 }
 
 async function stopAll(children: Child[]): Promise<void> {
